@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: GPL-2.0
+# virtio-msg-rs: a virtio-msg transport and bus drivers for Linux, in Rust.
+#
+#   make check   build everything and run every test (what CI runs)
+#   make run     boot a guest with the modules loaded and show what they report
+#
+# Kbuild reads this directory's Kbuild file; this Makefile is for people.
+
+# The kernel build directory; scripts/kernel.sh provides (and caches) one.
+KBUILD ?= $(shell $(CURDIR)/scripts/kernel.sh)
+LLVM ?= -19
+CLIPPY ?=
+
+RUST_SOURCES = $(shell find drivers rust tests/harness -name '*.rs' 2>/dev/null)
+
+.PHONY: check run modules kernel setup rustfmt-check fmt fuzz clean
+
+check:
+	@scripts/check.sh
+
+run: modules
+	@scripts/run.sh "$(KBUILD)"
+
+setup:
+	@scripts/setup.sh
+
+kernel: setup
+	@scripts/kernel.sh
+
+modules:
+	$(MAKE) -C "$(KBUILD)" M="$(CURDIR)" LLVM=$(LLVM) $(if $(CLIPPY),CLIPPY=1) \
+		KRUSTFLAGS=-Dwarnings modules
+
+rustfmt-check:
+	@# Kernel-side sources, with the kernel's settings (.rustfmt.toml).
+	rustfmt --check $(RUST_SOURCES)
+
+fmt:
+	rustfmt $(RUST_SOURCES)
+	cd tools && cargo fmt --all
+
+fuzz:
+	@scripts/fuzz-codec.sh $(or $(SECONDS),600)
+
+clean:
+	$(MAKE) -C "$(KBUILD)" M="$(CURDIR)" LLVM=$(LLVM) clean
+	rm -rf build

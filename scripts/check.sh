@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# `make check`: builds everything, runs every test and prints one summary line.
+#
+# Steps: install what is missing, get the (cached) kernel, build the modules
+# with clippy and -D warnings, check formatting, run the host `cargo test`,
+# boot the test guest (KUnit suites run as modules load, then the selftests),
+# and prove the harness itself notices a failing test, a WARN and a hang.
+# Results: build/test-results.tap; exit status non-zero on any failure.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$VMSG_TOP"
+
+mkdir -p "$VMSG_BUILD"
+steps=$VMSG_BUILD/steps.tap
+: >"$steps"
+nstep=0
+
+# Records one step of the run as a test: step "name" command [args...].
+step() {
+	local name=$1; shift
+	nstep=$((nstep + 1))
+	log "$name"
+	if "$@"; then
+		echo "ok $nstep $name" >>"$steps"
+		return 0
+	fi
+	echo "not ok $nstep $name" >>"$steps"
+	log "FAILED: $name"
+	return 1
+}
+
+report() {
+	local args=(--out "$VMSG_BUILD/test-results.tap")
+	args+=(--tap "$steps")
+	[ -f "$VMSG_BUILD/cargo-test.log" ] && args+=(--cargo "$VMSG_BUILD/cargo-test.log")
+	[ -f "$VMSG_BUILD/guest-main/status" ] && args+=(--guest "main=$VMSG_BUILD/guest-main")
+	[ -f "$VMSG_BUILD/harness.tap" ] && args+=(--tap "$VMSG_BUILD/harness.tap")
+	python3 "$VMSG_TOP/scripts/results.py" report "${args[@]}"
+	exit $?
+}
+
+step setup scripts/setup.sh || report
+KBUILD=$(scripts/kernel.sh) || { step kernel false; report; }
+echo "$KBUILD" >"$VMSG_BUILD/kbuild-dir"
+step modules make --no-print-directory modules KBUILD="$KBUILD" CLIPPY=1 || report
+step rustfmt make --no-print-directory rustfmt-check KBUILD="$KBUILD"
+
+# Host tools: tests, lints, formatting.
+(cd tools && cargo test --workspace 2>&1; echo $? >"$VMSG_BUILD/cargo-test.log.rc") >"$VMSG_BUILD/cargo-test.log"
+step cargo-clippy sh -c 'cd tools && cargo clippy --workspace --all-targets --quiet -- -D warnings'
+step cargo-fmt sh -c 'cd tools && cargo fmt --all --check'
+
+# The guest: every module, KUnit at load, then the selftests.
+kernel_image=$KBUILD/arch/x86/boot/bzImage
+mapfile -t kos < <(find drivers tests/harness -name '*.ko' | sort)
+step guest-image scripts/guest-image.sh "$VMSG_BUILD/guest.cpio.gz" "${kos[@]}" || report
+scripts/qemu.sh "$kernel_image" "$VMSG_BUILD/guest.cpio.gz" "$VMSG_BUILD/guest-main" \
+	"${VMSG_GUEST_TIMEOUT:-600}" "vmsg.plan=check"
+
+# Harness self-tests: each guest misbehaves on purpose and the verdict must
+# name the failure. The hang case waits out its own, shorter, time limit.
+harness_case() {
+	local mode=$1 secs=$2 expect=$3 dir=$VMSG_BUILD/guest-harness-$1
+	scripts/qemu.sh "$kernel_image" "$VMSG_BUILD/guest.cpio.gz" "$dir" "$secs" "vmsg.plan=harness-$mode"
+	python3 scripts/results.py verdict "$dir" >"$dir/verdict"
+	if [ -z "$expect" ]; then
+		[ ! -s "$dir/verdict" ] || { cat "$dir/verdict" >&2; return 1; }
+		grep -q '^ *ok [0-9]* mode_is_not_fail' "$dir/console.log" # The passing KUnit case was seen.
+	else
+		grep -q "^$expect: " "$dir/verdict"
+	fi
+}
+log "harness self-tests"
+{
+	echo "KTAP version 1"
+	echo "1..4"
+	harness_case 3 "${VMSG_HANG_TIMEOUT:-90}" timeout >/dev/null 2>&1 &
+	hang=$!
+	harness_case 0 300 "" && echo "ok 1 harness:passing-kunit-test-is-clean" || echo "not ok 1 harness:passing-kunit-test-is-clean"
+	harness_case 1 300 test-failure && echo "ok 2 harness:failing-kunit-test-fails-the-run" || echo "not ok 2 harness:failing-kunit-test-fails-the-run"
+	harness_case 2 300 warning && echo "ok 3 harness:kernel-warn-fails-the-run" || echo "not ok 3 harness:kernel-warn-fails-the-run"
+	wait $hang && echo "ok 4 harness:hung-guest-fails-the-run" || echo "not ok 4 harness:hung-guest-fails-the-run"
+} >"$VMSG_BUILD/harness.tap"
+
+report

@@ -1,0 +1,583 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One virtio-msg device: every virtio config operation becomes transport messages.
+
+use crate::{
+    link::{BusLink, BusTerms},
+    stats::Stats,
+    vmsg::{
+        codec::{
+            chunk::config_chunks,
+            transport::{self, DeviceInfo, TransportMessage, VqueueSetup},
+            Frame, Message,
+        },
+        sync::IrqSpinLock,
+        virtio::{self, Device, Features, QueueAddrs, Transport, FEATURE_WORDS},
+    },
+};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use kernel::{prelude::*, sync::Arc};
+use zerocopy::little_endian::U32;
+
+/// Largest config space the transport accepts from a device.
+pub(crate) const MAX_CONFIG_SIZE: u32 = 4096;
+/// Largest number of virtqueues the transport accepts from a device.
+pub(crate) const MAX_VIRTQUEUES: u32 = 1024;
+/// Largest virtqueue size (split rings allow 32768).
+const MAX_QUEUE_SIZE: u32 = 32768;
+/// Feature blocks of 32 bits the virtio core can use.
+const CORE_FEATURE_BLOCKS: u32 = (FEATURE_WORDS * 2) as u32;
+/// Times a config read is retried when the generation changes between its chunks.
+const CONFIG_READ_TRIES: u32 = 5;
+/// Polls of the device status after a reset, and the pause between them.
+const RESET_POLLS: u32 = 100;
+const RESET_POLL_MS: i64 = 10;
+
+/// `EPROTO`: the device side broke the protocol.
+pub(crate) fn eproto() -> Error {
+    Error::from_errno(-(kernel::bindings::EPROTO as i32))
+}
+
+/// A virtio-msg device on a bus instance, as the virtio core's transport.
+#[pin_data]
+pub(crate) struct MsgDevice<B: BusLink> {
+    link: Arc<B>,
+    terms: BusTerms,
+    dev_num: u16,
+    info: DeviceInfo,
+    /// Set once the device misbehaved or timed out: requests fail fast from then on.
+    broken: AtomicBool,
+    /// The last config bytes and generation seen, for callers that cannot sleep.
+    #[pin]
+    cache: IrqSpinLock<KVec<u8>>,
+    cache_generation: AtomicU32,
+    pub(crate) stats: Stats,
+}
+
+impl<B: BusLink> MsgDevice<B> {
+    /// Asks the device side about device `dev_num`; `None` if there is no device there.
+    pub(crate) fn probe(link: Arc<B>, dev_num: u16) -> Result<Option<Arc<Self>>> {
+        let terms = link.terms();
+        let probe = Self::build(link, terms, dev_num, DeviceInfo::default())?;
+        let info = probe.call(None, TransportMessage::GetDeviceInfoRequest, |m| match m {
+            TransportMessage::GetDeviceInfoResponse(info) => Ok(info),
+            _ => Err(eproto()),
+        })?;
+        if info.device_id == 0 {
+            return Ok(None);
+        }
+        if info.config_size > MAX_CONFIG_SIZE || info.max_virtqueues > MAX_VIRTQUEUES {
+            pr_err!(
+                "virtio-msg: device {dev_num}: config size {} or {} virtqueues out of range\n",
+                info.config_size,
+                info.max_virtqueues
+            );
+            return Err(eproto());
+        }
+        Ok(Some(Self::build(probe.link.clone(), terms, dev_num, info)?))
+    }
+
+    fn build(link: Arc<B>, terms: BusTerms, dev_num: u16, info: DeviceInfo) -> Result<Arc<Self>> {
+        let cache = KVec::from_elem(0u8, info.config_size as usize, GFP_KERNEL)?;
+        Arc::pin_init(
+            try_pin_init!(Self {
+                link,
+                terms,
+                dev_num,
+                info,
+                broken: AtomicBool::new(false),
+                cache <- crate::new_irq_spinlock!(cache, c"virtio_msg_config_cache"),
+                cache_generation: AtomicU32::new(0),
+                stats: Stats::default(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Returns what GET_DEVICE_INFO reported.
+    pub(crate) fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// Returns the device number on its bus instance.
+    pub(crate) fn dev_num(&self) -> u16 {
+        self.dev_num
+    }
+
+    /// Returns whether the device was marked broken.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// Marks the device broken, once, with the reason in the log.
+    pub(crate) fn fail(&self, dev: Option<&Device>, why: &str) {
+        if !self.broken.swap(true, Ordering::AcqRel) {
+            pr_err!(
+                "virtio-msg: device {}: {why}; marking it broken\n",
+                self.dev_num
+            );
+            if let Some(dev) = dev {
+                dev.mark_broken();
+            }
+        }
+    }
+
+    /// Sends request `req` and hands the matching response to `take`.
+    ///
+    /// Every response is checked: it must decode, name this device, and answer `req`. Anything
+    /// else, or a timeout, marks the device broken.
+    fn call<R>(
+        &self,
+        dev: Option<&Device>,
+        req: TransportMessage<'_>,
+        take: impl FnOnce(TransportMessage<'_>) -> Result<R>,
+    ) -> Result<R> {
+        if self.is_broken() {
+            return Err(EIO);
+        }
+        let codec = self.terms.codec();
+        let max = usize::from(self.terms.max_msg_size);
+        let mut buf = KVec::from_elem(0u8, 2 * max, GFP_KERNEL)?;
+        let (req_buf, resp_buf) = buf.split_at_mut(max);
+        let request = Frame::transport(self.dev_num, req);
+        let len = codec.encode(&request, req_buf).map_err(|_| EINVAL)?;
+        self.stats.requests.inc();
+        let n = match self
+            .link
+            .request(req_buf.get(..len).ok_or(EINVAL)?, resp_buf)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                if e == ETIMEDOUT {
+                    self.stats.timeouts.inc();
+                    self.fail(dev, "request timed out");
+                }
+                return Err(e);
+            }
+        };
+        let frame = resp_buf
+            .get(..n)
+            .ok_or(EINVAL)
+            .and_then(|bytes| codec.decode(bytes).map_err(|_| eproto()));
+        let message = match frame {
+            Ok(f) if f.dev_num == self.dev_num && f.message.answers(&request.message) => f.message,
+            _ => {
+                self.stats.protocol_errors.inc();
+                self.fail(dev, "malformed or mismatched response");
+                return Err(eproto());
+            }
+        };
+        self.stats.responses.inc();
+        let Message::Transport(m) = message else {
+            return Err(eproto());
+        };
+        take(m).inspect_err(|_| {
+            self.stats.protocol_errors.inc();
+            self.fail(dev, "response out of range");
+        })
+    }
+
+    /// Reads config `[offset, offset + buf.len())` chunk by chunk; returns the generation.
+    ///
+    /// Retries while chunks report different generations, a bounded number of times.
+    fn read_config(&self, dev: &Device, offset: u32, buf: &mut [u8]) -> Result<u32> {
+        let len = u32::try_from(buf.len()).map_err(|_| EINVAL)?;
+        for attempt in 0..CONFIG_READ_TRIES {
+            let mut generation = None;
+            let mut consistent = true;
+            for chunk in config_chunks(offset, len, self.terms.max_msg_size).map_err(|_| EINVAL)? {
+                let dst = buf.get_mut(chunk.buf.clone()).ok_or(EINVAL)?;
+                let req = TransportMessage::GetConfigRequest {
+                    offset: chunk.offset,
+                    length: chunk.length,
+                };
+                let chunk_gen = self.call(Some(dev), req, |m| match m {
+                    TransportMessage::GetConfigResponse {
+                        generation,
+                        offset,
+                        data,
+                    } if offset == chunk.offset && data.len() == dst.len() => {
+                        dst.copy_from_slice(data);
+                        Ok(generation)
+                    }
+                    _ => Err(eproto()),
+                })?;
+                consistent &= *generation.get_or_insert(chunk_gen) == chunk_gen;
+            }
+            if consistent {
+                return Ok(
+                    generation.unwrap_or_else(|| self.cache_generation.load(Ordering::Relaxed))
+                );
+            }
+            self.stats.generation_retries.inc();
+            if attempt + 1 == CONFIG_READ_TRIES {
+                pr_warn!(
+                    "virtio-msg: device {}: config kept changing during a read\n",
+                    self.dev_num
+                );
+            }
+        }
+        Err(EAGAIN)
+    }
+
+    /// Records config bytes the device reported, for readers that cannot sleep.
+    pub(crate) fn update_cache(&self, offset: u32, data: &[u8], generation: u32) {
+        let mut cache = self.cache.lock();
+        let start = offset as usize;
+        if let Some(dst) = cache.get_mut(start..start.saturating_add(data.len())) {
+            dst.copy_from_slice(data);
+        }
+        self.cache_generation.store(generation, Ordering::Relaxed);
+    }
+
+    /// Returns whether `[offset, offset + len)` lies inside the device's config space.
+    fn config_range_ok(&self, offset: u32, len: usize) -> bool {
+        u64::from(offset) + len as u64 <= u64::from(self.info.config_size)
+    }
+
+    fn set_status_raw(&self, dev: &Device, status: u32) -> Result<u32> {
+        self.call(
+            Some(dev),
+            TransportMessage::SetDeviceStatusRequest { status },
+            |m| match m {
+                TransportMessage::SetDeviceStatusResponse { status } => Ok(status),
+                _ => Err(eproto()),
+            },
+        )
+    }
+
+    fn get_status_raw(&self, dev: &Device) -> Result<u32> {
+        self.call(
+            Some(dev),
+            TransportMessage::GetDeviceStatusRequest,
+            |m| match m {
+                TransportMessage::GetDeviceStatusResponse { status } => Ok(status),
+                _ => Err(eproto()),
+            },
+        )
+    }
+
+    fn get_vqueue(&self, dev: &Device, index: u32) -> Result<transport::VqueueInfo> {
+        self.call(
+            Some(dev),
+            TransportMessage::GetVqueueRequest { index },
+            |m| match m {
+                TransportMessage::GetVqueueResponse(info) if info.index == index => Ok(info),
+                _ => Err(eproto()),
+            },
+        )
+    }
+
+    fn set_vqueue(&self, dev: &Device, setup: VqueueSetup) -> Result {
+        self.call(
+            Some(dev),
+            TransportMessage::SetVqueueRequest(setup),
+            |m| match m {
+                TransportMessage::SetVqueueResponse => Ok(()),
+                _ => Err(eproto()),
+            },
+        )
+    }
+
+    /// Encodes and sends EVENT_AVAIL for queue `index`. Atomic context: no allocation.
+    fn send_avail(&self, index: u32, data: u32) -> Result {
+        let mut buf = [0u8; 16];
+        let event = Frame::transport(
+            self.dev_num,
+            TransportMessage::EventAvail {
+                vq_index: index,
+                next_offset: data,
+            },
+        );
+        let len = self
+            .terms
+            .codec()
+            .encode(&event, &mut buf)
+            .map_err(|_| EINVAL)?;
+        self.link.send_event(buf.get(..len).ok_or(EINVAL)?)?;
+        self.stats.events_sent.inc();
+        Ok(())
+    }
+}
+
+impl<B: BusLink> Transport for MsgDevice<B> {
+    fn get_config(&self, dev: &Device, offset: u32, buf: &mut [u8]) {
+        if !self.config_range_ok(offset, buf.len()) {
+            pr_warn!(
+                "virtio-msg: device {}: config read past its {} bytes\n",
+                self.dev_num,
+                self.info.config_size
+            );
+            buf.fill(0);
+            return;
+        }
+        if !virtio::may_sleep() {
+            // No message round trip in atomic context: answer from what the device reported
+            // last (reads in process context and EVENT_CONFIG keep the cache fresh).
+            self.stats.atomic_config_reads.inc();
+            let cache = self.cache.lock();
+            let start = offset as usize;
+            match cache.get(start..start + buf.len()) {
+                Some(src) => buf.copy_from_slice(src),
+                None => buf.fill(0),
+            }
+            return;
+        }
+        match self.read_config(dev, offset, buf) {
+            Ok(generation) => self.update_cache(offset, buf, generation),
+            // The virtio core has no error path here: the device is broken (or was just
+            // marked so) and the driver sees that on its next virtqueue operation.
+            Err(_) => buf.fill(0),
+        }
+    }
+
+    fn set_config(&self, dev: &Device, offset: u32, buf: &[u8]) {
+        if !self.config_range_ok(offset, buf.len()) {
+            pr_warn!(
+                "virtio-msg: device {}: config write past its end\n",
+                self.dev_num
+            );
+            return;
+        }
+        let Ok(len) = u32::try_from(buf.len()) else {
+            return;
+        };
+        let Ok(chunks) = config_chunks(offset, len, self.terms.max_msg_size) else {
+            return;
+        };
+        for chunk in chunks {
+            let Some(data) = buf.get(chunk.buf.clone()) else {
+                return;
+            };
+            let req = TransportMessage::SetConfigRequest {
+                generation: 0,
+                offset: chunk.offset,
+                data,
+            };
+            let applied = self.call(Some(dev), req, |m| match m {
+                TransportMessage::SetConfigResponse { offset, length, .. }
+                    if offset == chunk.offset =>
+                {
+                    Ok(length)
+                }
+                _ => Err(eproto()),
+            });
+            match applied {
+                Ok(length) if length == chunk.length => self.update_cache(
+                    chunk.offset,
+                    data,
+                    self.cache_generation.load(Ordering::Relaxed),
+                ),
+                Ok(_) => {
+                    pr_warn!(
+                        "virtio-msg: device {}: config write at {} not applied\n",
+                        self.dev_num,
+                        chunk.offset
+                    );
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn generation(&self, dev: &Device) -> u32 {
+        if !virtio::may_sleep() {
+            return self.cache_generation.load(Ordering::Relaxed);
+        }
+        let req = TransportMessage::GetConfigRequest {
+            offset: 0,
+            length: 0,
+        };
+        self.call(Some(dev), req, |m| match m {
+            TransportMessage::GetConfigResponse { generation, .. } => Ok(generation),
+            _ => Err(eproto()),
+        })
+        .unwrap_or_else(|_| self.cache_generation.load(Ordering::Relaxed))
+    }
+
+    fn get_status(&self, dev: &Device) -> u8 {
+        // A broken device reports DEVICE_NEEDS_RESET (0x40) so that drivers notice.
+        self.get_status_raw(dev).map_or(0x40, |s| (s & 0xff) as u8)
+    }
+
+    fn set_status(&self, dev: &Device, status: u8) {
+        // The resulting status is what the driver reads back with get_status (FEATURES_OK).
+        let _ = self.set_status_raw(dev, u32::from(status));
+    }
+
+    fn reset(&self, dev: &Device) {
+        if self.set_status_raw(dev, 0).ok() == Some(0) {
+            return;
+        }
+        for _ in 0..RESET_POLLS {
+            match self.get_status_raw(dev) {
+                Ok(0) => return,
+                Ok(_) => {
+                    kernel::time::delay::fsleep(kernel::time::Delta::from_millis(RESET_POLL_MS))
+                }
+                Err(_) => return,
+            }
+        }
+        self.fail(Some(dev), "reset did not complete");
+    }
+
+    fn features(&self, dev: &Device) -> Features {
+        let mut blocks = [0u32; CORE_FEATURE_BLOCKS as usize];
+        let wanted = self.info.num_feature_blocks.min(CORE_FEATURE_BLOCKS);
+        let per_msg = transport::max_feature_blocks(self.terms.max_msg_size).max(1);
+        let mut first = 0;
+        while first < wanted {
+            let num = per_msg.min(wanted - first);
+            let req = TransportMessage::GetDeviceFeaturesRequest {
+                block_index: first,
+                num_blocks: num,
+            };
+            let got = self.call(Some(dev), req, |m| match m {
+                TransportMessage::GetDeviceFeaturesResponse {
+                    block_index,
+                    features,
+                } if block_index == first && features.len() == num as usize => {
+                    for (i, f) in features.iter().enumerate() {
+                        if let Some(b) = blocks.get_mut(first as usize + i) {
+                            *b = f.get();
+                        }
+                    }
+                    Ok(())
+                }
+                _ => Err(eproto()),
+            });
+            if got.is_err() {
+                return [0; FEATURE_WORDS];
+            }
+            first += num;
+        }
+        let mut words = [0u64; FEATURE_WORDS];
+        for (i, w) in words.iter_mut().enumerate() {
+            let lo = blocks.get(2 * i).copied().unwrap_or(0);
+            let hi = blocks.get(2 * i + 1).copied().unwrap_or(0);
+            *w = u64::from(lo) | (u64::from(hi) << 32);
+        }
+        words
+    }
+
+    fn finalize_features(&self, dev: &Device, features: &Features) -> Result {
+        let mut blocks = [U32::new(0); CORE_FEATURE_BLOCKS as usize];
+        for (i, b) in blocks.iter_mut().enumerate() {
+            let word = features.get(i / 2).copied().unwrap_or(0);
+            *b = U32::new((word >> (32 * (i % 2))) as u32);
+        }
+        // Blocks past the device's would only carry zeros.
+        let count = self.info.num_feature_blocks.clamp(1, CORE_FEATURE_BLOCKS);
+        let per_msg = transport::max_feature_blocks(self.terms.max_msg_size).max(1);
+        let mut first = 0;
+        while first < count {
+            let num = per_msg.min(count - first);
+            let slice = blocks
+                .get(first as usize..(first + num) as usize)
+                .ok_or(EINVAL)?;
+            let req = TransportMessage::SetDriverFeaturesRequest {
+                block_index: first,
+                features: slice,
+            };
+            self.call(Some(dev), req, |m| match m {
+                TransportMessage::SetDriverFeaturesResponse => Ok(()),
+                _ => Err(eproto()),
+            })?;
+            first += num;
+        }
+        Ok(())
+    }
+
+    fn queue_max_size(&self, dev: &Device, index: u32) -> Result<u32> {
+        if index >= self.info.max_virtqueues {
+            return Err(ENOENT);
+        }
+        let info = self.get_vqueue(dev, index)?;
+        if info.flags & transport::VQUEUE_INFO_ENABLED != 0 {
+            pr_err!(
+                "virtio-msg: device {}: queue {index} already enabled\n",
+                self.dev_num
+            );
+            return Err(EBUSY);
+        }
+        match info.max_size {
+            0 => Err(ENOENT),
+            size if size <= MAX_QUEUE_SIZE => Ok(size),
+            size => {
+                pr_err!(
+                    "virtio-msg: device {}: queue {index} size {size} out of range\n",
+                    self.dev_num
+                );
+                Err(eproto())
+            }
+        }
+    }
+
+    fn queue_enable(&self, dev: &Device, index: u32, size: u32, addrs: QueueAddrs) -> Result {
+        self.set_vqueue(
+            dev,
+            VqueueSetup {
+                index,
+                flags: transport::VQUEUE_SET_ENABLE,
+                size,
+                desc_addr: addrs.desc,
+                driver_addr: addrs.driver,
+                device_addr: addrs.device,
+            },
+        )?;
+        // Read back: the device must run the queue exactly as set up.
+        let info = self.get_vqueue(dev, index)?;
+        let as_set = info.flags & transport::VQUEUE_INFO_ENABLED != 0
+            && info.cur_size == size
+            && info.desc_addr == addrs.desc
+            && info.driver_addr == addrs.driver
+            && info.device_addr == addrs.device;
+        if !as_set {
+            pr_err!(
+                "virtio-msg: device {}: queue {index} read back differs from its setup\n",
+                self.dev_num
+            );
+            return Err(EIO);
+        }
+        Ok(())
+    }
+
+    fn queue_disable(&self, dev: &Device, index: u32) {
+        if self.is_broken() {
+            return;
+        }
+        let ignore = transport::VQUEUE_SET_IGNORE_SIZE
+            | transport::VQUEUE_SET_IGNORE_DESC_ADDR
+            | transport::VQUEUE_SET_IGNORE_DRIVER_ADDR
+            | transport::VQUEUE_SET_IGNORE_DEVICE_ADDR;
+        let setup = VqueueSetup {
+            index,
+            flags: transport::VQUEUE_SET_DISABLE | ignore,
+            ..VqueueSetup::default()
+        };
+        if self.set_vqueue(dev, setup).is_err() {
+            pr_warn!(
+                "virtio-msg: device {}: queue {index} disable failed\n",
+                self.dev_num
+            );
+        }
+    }
+
+    fn notify(&self, _dev: &Device, index: u32, data: u32) -> bool {
+        !self.is_broken() && self.send_avail(index, data).is_ok()
+    }
+
+    fn shm_region(&self, dev: &Device, id: u8) -> Option<(u64, u64)> {
+        let req = TransportMessage::GetShmRequest {
+            shmid: u32::from(id),
+        };
+        self.call(Some(dev), req, |m| match m {
+            TransportMessage::GetShmResponse(r) if r.shmid == u32::from(id) => Ok(r),
+            _ => Err(eproto()),
+        })
+        .ok()
+        .filter(|r| r.length != 0)
+        .map(|r| (r.address, r.length))
+    }
+}

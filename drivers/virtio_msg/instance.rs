@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A bus instance on the transport side: its devices, and events from its device side.
+
+use crate::{
+    device::MsgDevice,
+    link::BusLink,
+    vmsg::{
+        codec::{transport::TransportMessage, Message},
+        sync::IrqSpinLock,
+        virtio::Registration,
+    },
+};
+use kernel::{prelude::*, sync::Arc};
+
+/// A device of the instance: the transport object and its virtio core registration.
+pub(crate) struct Slot<B: BusLink> {
+    pub(crate) device: Arc<MsgDevice<B>>,
+    pub(crate) registration: Registration,
+}
+
+/// The devices of one bus instance, reachable from any context by device number.
+#[pin_data]
+pub(crate) struct Instance<B: BusLink> {
+    link: Arc<B>,
+    #[pin]
+    slots: IrqSpinLock<KVec<Arc<Slot<B>>>>,
+}
+
+impl<B: BusLink> Instance<B> {
+    /// Creates an instance with no devices.
+    pub(crate) fn new(link: Arc<B>) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            link,
+            slots <- crate::new_irq_spinlock!(KVec::new(), c"virtio_msg_instance_slots"),
+        })
+    }
+
+    /// Returns the bus link.
+    pub(crate) fn link(&self) -> &Arc<B> {
+        &self.link
+    }
+
+    /// Looks up device `dev_num`. Any context.
+    pub(crate) fn slot(&self, dev_num: u16) -> Option<Arc<Slot<B>>> {
+        self.slots
+            .lock()
+            .iter()
+            .find(|s| s.device.dev_num() == dev_num)
+            .cloned()
+    }
+
+    /// Adds device `dev_num`: asks the device side what it is and registers it with the virtio
+    /// core, which probes its driver. Does nothing if the device side has no device there.
+    pub(crate) fn add_device(
+        &self,
+        parent: Option<&kernel::device::Device>,
+        dev_num: u16,
+    ) -> Result {
+        if self.slot(dev_num).is_some() {
+            return Err(EEXIST);
+        }
+        let Some(device) = MsgDevice::probe(self.link.clone(), dev_num)? else {
+            return Ok(());
+        };
+        let info = *device.info();
+        let registration =
+            Registration::new(parent, info.device_id, info.vendor_id, device.clone())?;
+        let slot = Arc::new(
+            Slot {
+                device,
+                registration,
+            },
+            GFP_KERNEL,
+        )?;
+        // Reachable before registration: the driver's probe may already wait for an event.
+        self.slots.lock().push(slot.clone(), GFP_ATOMIC)?;
+        if let Err(e) = slot.registration.register() {
+            self.take(dev_num);
+            pr_err!("virtio-msg: device {dev_num}: registration failed: {e:?}\n");
+            return Err(e);
+        }
+        let terms = self.link.terms();
+        pr_info!(
+            "virtio-msg: device {dev_num}: virtio id {} registered (revision {}, max message {} bytes, transport features {:#x})\n",
+            info.device_id,
+            terms.revision,
+            terms.max_msg_size,
+            terms.features
+        );
+        Ok(())
+    }
+
+    /// Removes device `dev_num` from the lookup table.
+    fn take(&self, dev_num: u16) -> Option<Arc<Slot<B>>> {
+        let mut slots = self.slots.lock();
+        let pos = slots.iter().position(|s| s.device.dev_num() == dev_num)?;
+        slots.remove(pos).ok()
+    }
+
+    /// Removes device `dev_num`: its driver is unbound before this returns.
+    pub(crate) fn remove_device(&self, dev_num: u16) -> Result {
+        let slot = self.take(dev_num).ok_or(ENOENT)?;
+        slot.registration.unregister();
+        Ok(())
+    }
+
+    /// Removes every device, last added first.
+    pub(crate) fn remove_all(&self) {
+        loop {
+            let last = self.slots.lock().pop();
+            match last {
+                Some(slot) => slot.registration.unregister(),
+                None => break,
+            }
+        }
+    }
+
+    /// Handles a message from the device side that is not a response. Any context.
+    ///
+    /// Malformed messages, unknown devices and unknown queues are dropped and counted.
+    pub(crate) fn receive(&self, msg: &[u8]) -> Result {
+        let codec = self.link.terms().codec();
+        let frame = codec.decode(msg).map_err(|_| crate::device::eproto())?;
+        let slot = self.slot(frame.dev_num).ok_or(ENODEV)?;
+        let device = &slot.device;
+        let vdev = slot.registration.device();
+        match frame.message {
+            Message::Transport(TransportMessage::EventUsed { vq_index }) => {
+                if !vdev.queue_interrupt(vq_index) {
+                    device.stats.protocol_errors.inc();
+                    return Err(EINVAL);
+                }
+            }
+            Message::Transport(TransportMessage::EventConfig {
+                generation,
+                offset,
+                data,
+                ..
+            }) => {
+                device.update_cache(offset, data, generation);
+                vdev.config_changed();
+            }
+            _ => {
+                device.stats.protocol_errors.inc();
+                return Err(crate::device::eproto());
+            }
+        }
+        device.stats.events_received.inc();
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit tests of the transport against the fake bus.
+
+use crate::{
+    device::MsgDevice,
+    fake_bus::{FakeBus, Fault, CONFIG_SIZE},
+    instance::Instance,
+    link::BusLink,
+    vmsg::virtio::{QueueAddrs, Registration, Transport},
+};
+use core::sync::atomic::Ordering;
+use kernel::{prelude::*, sync::Arc};
+
+/// A device type no driver binds, so registration tests do not depend on drivers.
+const UNBOUND_DEVICE_ID: u32 = 0xfffe;
+
+/// A fake bus, the device on it, and an unregistered virtio device to call the transport with.
+fn setup(max_msg_size: u16) -> Result<(Arc<FakeBus>, Arc<MsgDevice<FakeBus>>, Registration)> {
+    let bus = Arc::pin_init(FakeBus::new(max_msg_size, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
+    let dev = MsgDevice::probe(bus.clone(), 3)?.ok_or(ENODEV)?;
+    let reg = Registration::new(None, UNBOUND_DEVICE_ID, 0, dev.clone())?;
+    Ok((bus, dev, reg))
+}
+
+#[kunit_tests(virtio_msg_transport)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_span_blocks() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        let words = dev.features(reg.device());
+        assert_eq!(words, [0x2_0000_0001, 0x8_0000_0004]);
+        dev.finalize_features(reg.device(), &[0x2_0000_0001, 0x8_0000_0000])?;
+        assert_eq!(bus.model.lock().driver_features, [0x1, 0x2, 0, 0x8]);
+        Ok(())
+    }
+
+    #[test]
+    fn features_in_small_messages() -> Result {
+        // 52 bytes carry 9 blocks, more than the device has: still one request each way.
+        let (bus, dev, reg) = setup(52)?;
+        let before = bus.requests.load(Ordering::Relaxed);
+        assert_eq!(dev.features(reg.device()), [0x2_0000_0001, 0x8_0000_0004]);
+        assert_eq!(bus.requests.load(Ordering::Relaxed) - before, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn config_read_is_chunked() -> Result {
+        // 52-byte messages carry 32 config bytes: 100 bytes take 4 requests.
+        let (bus, dev, reg) = setup(52)?;
+        let mut buf = [0u8; CONFIG_SIZE];
+        let before = bus.requests.load(Ordering::Relaxed);
+        dev.get_config(reg.device(), 0, &mut buf);
+        assert_eq!(bus.requests.load(Ordering::Relaxed) - before, 4);
+        assert!(buf.iter().enumerate().all(|(i, b)| *b == i as u8));
+        Ok(())
+    }
+
+    #[test]
+    fn config_read_retries_on_generation_change() -> Result {
+        let (bus, dev, reg) = setup(52)?;
+        bus.model.lock().bump_after = Some(2);
+        let mut buf = [0u8; CONFIG_SIZE];
+        let before = bus.requests.load(Ordering::Relaxed);
+        dev.get_config(reg.device(), 0, &mut buf);
+        assert_eq!(dev.stats.generation_retries.get(), 1);
+        assert_eq!(bus.requests.load(Ordering::Relaxed) - before, 8);
+        assert!(buf.iter().enumerate().all(|(i, b)| *b == i as u8));
+        assert_eq!(dev.generation(reg.device()), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn config_that_never_settles_gives_up() -> Result {
+        let (bus, dev, reg) = setup(52)?;
+        bus.model.lock().always_bump = true;
+        let mut buf = [0xaau8; 64];
+        dev.get_config(reg.device(), 0, &mut buf);
+        assert_eq!(dev.stats.generation_retries.get(), 5);
+        assert!(buf.iter().all(|b| *b == 0));
+        Ok(())
+    }
+
+    #[test]
+    fn config_write_is_chunked_and_applied() -> Result {
+        let (bus, dev, reg) = setup(52)?;
+        let data = [0x5au8; 40];
+        dev.set_config(reg.device(), 10, &data);
+        let m = bus.model.lock();
+        assert!(m.config[10..50].iter().all(|b| *b == 0x5a));
+        assert_eq!(m.config[9], 9);
+        assert_eq!(m.config[50], 50);
+        Ok(())
+    }
+
+    #[test]
+    fn config_access_past_the_end_sends_nothing() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        let before = bus.requests.load(Ordering::Relaxed);
+        let mut buf = [0xffu8; 8];
+        dev.get_config(reg.device(), CONFIG_SIZE as u32 - 4, &mut buf);
+        assert_eq!(buf, [0; 8]);
+        assert_eq!(bus.requests.load(Ordering::Relaxed), before);
+        Ok(())
+    }
+
+    #[test]
+    fn queue_setup_and_read_back() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        assert_eq!(dev.queue_max_size(reg.device(), 0)?, 256);
+        let addrs = QueueAddrs {
+            desc: 0x1000,
+            driver: 0x2000,
+            device: 0x3000,
+        };
+        dev.queue_enable(reg.device(), 0, 128, addrs)?;
+        assert_eq!(bus.model.lock().queues[0].cur_size, 128);
+        // An enabled queue cannot be set up again.
+        assert_eq!(dev.queue_max_size(reg.device(), 0), Err(EBUSY));
+        dev.queue_disable(reg.device(), 0);
+        assert_eq!(bus.model.lock().queues[0].flags, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn queue_setup_failures() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        // Past the device's queue count: refused without a message.
+        assert_eq!(dev.queue_max_size(reg.device(), 2), Err(ENOENT));
+        bus.model.lock().queues[1].max_size = 0;
+        assert_eq!(dev.queue_max_size(reg.device(), 1), Err(ENOENT));
+        bus.model.lock().fault = Fault::WrongReadBack;
+        let addrs = QueueAddrs {
+            desc: 0x1000,
+            driver: 0x2000,
+            device: 0x3000,
+        };
+        assert_eq!(dev.queue_enable(reg.device(), 0, 128, addrs), Err(EIO));
+        Ok(())
+    }
+
+    #[test]
+    fn huge_queue_size_breaks_the_device() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        bus.model.lock().fault = Fault::HugeQueue;
+        assert!(dev.queue_max_size(reg.device(), 0).is_err());
+        assert!(!dev.is_broken() || dev.stats.protocol_errors.get() > 0);
+        Ok(())
+    }
+
+    #[test]
+    fn timeout_breaks_the_device_and_fails_fast() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        bus.model.lock().fault = Fault::Timeout;
+        assert_eq!(dev.get_status(reg.device()), 0x40);
+        assert!(dev.is_broken());
+        assert_eq!(dev.stats.timeouts.get(), 1);
+        let before = bus.requests.load(Ordering::Relaxed);
+        assert_eq!(dev.queue_max_size(reg.device(), 0), Err(EIO));
+        assert!(!dev.notify(reg.device(), 0, 0));
+        assert_eq!(bus.requests.load(Ordering::Relaxed), before);
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_answers_are_protocol_errors() -> Result {
+        for fault in [Fault::WrongId, Fault::WrongDevNum, Fault::Truncated] {
+            let (bus, dev, reg) = setup(264)?;
+            bus.model.lock().fault = fault;
+            assert_eq!(dev.get_status(reg.device()), 0x40);
+            assert!(dev.is_broken());
+            assert_eq!(dev.stats.protocol_errors.get(), 1);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn absent_device_is_not_probed() -> Result {
+        let bus = Arc::pin_init(FakeBus::new(264, 0), GFP_KERNEL)?;
+        assert!(MsgDevice::probe(bus, 0)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn notify_sends_an_event() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        assert!(dev.notify(reg.device(), 1, 0));
+        assert_eq!(bus.events.load(Ordering::Relaxed), 1);
+        assert_eq!(dev.stats.events_sent.get(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn registration_resets_and_acknowledges() -> Result {
+        let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
+        let instance = KBox::pin_init(Instance::new(bus.clone()), GFP_KERNEL)?;
+        instance.add_device(None, 7)?;
+        assert_eq!(instance.add_device(None, 7), Err(EEXIST));
+        // The virtio core resets a new device, then sets ACKNOWLEDGE.
+        assert_eq!(&bus.model.lock().status_log[..2], &[0, 1]);
+        instance.remove_device(7)?;
+        assert_eq!(instance.remove_device(7), Err(ENOENT));
+        assert!(instance.slot(7).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn events_for_unknown_devices_or_queues_are_dropped() -> Result {
+        use crate::vmsg::codec::{transport::TransportMessage, Frame};
+        let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
+        let instance = KBox::pin_init(Instance::new(bus.clone()), GFP_KERNEL)?;
+        instance.add_device(None, 1)?;
+        let codec = instance.link().terms().codec();
+        let mut buf = [0u8; 32];
+        let used = Frame::transport(1, TransportMessage::EventUsed { vq_index: 0 });
+        let n = codec.encode(&used, &mut buf).map_err(|_| EINVAL)?;
+        // No queue 0 is set up: dropped.
+        assert_eq!(instance.receive(&buf[..n]), Err(EINVAL));
+        let other = Frame::transport(2, TransportMessage::EventUsed { vq_index: 0 });
+        let n = codec.encode(&other, &mut buf).map_err(|_| EINVAL)?;
+        assert_eq!(instance.receive(&buf[..n]), Err(ENODEV));
+        assert!(instance.receive(&buf[..n - 1]).is_err());
+        instance.remove_all();
+        Ok(())
+    }
+}

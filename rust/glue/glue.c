@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C side of the Rust virtio transport abstraction; see glue.h for why it
+ * exists. It holds no policy: every decision is made by the Rust callbacks.
+ */
+#include <linux/virtio.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/preempt.h>
+#include "glue.h"
+
+struct vmsg_vdev {
+	struct virtio_device vdev;
+	const struct vmsg_vdev_ops *ops;
+	void *owner;
+	/* Serialises queue lookup by index against queue deletion. */
+	spinlock_t vqs_lock;
+	struct virtqueue **vqs;
+	unsigned int nvqs;
+	/* Set while registered with the virtio core. */
+	bool registered;
+};
+
+static struct vmsg_vdev *to_vmsg(struct virtio_device *vdev)
+{
+	return container_of(vdev, struct vmsg_vdev, vdev);
+}
+
+static void vmsg_get(struct virtio_device *vdev, unsigned int offset, void *buf, unsigned int len)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	v->ops->get_config(v->owner, v, offset, buf, len);
+}
+
+static void vmsg_set(struct virtio_device *vdev, unsigned int offset, const void *buf,
+		     unsigned int len)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	v->ops->set_config(v->owner, v, offset, buf, len);
+}
+
+static u32 vmsg_generation(struct virtio_device *vdev)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	return v->ops->generation(v->owner, v);
+}
+
+static u8 vmsg_get_status(struct virtio_device *vdev)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	return v->ops->get_status(v->owner, v);
+}
+
+static void vmsg_set_status(struct virtio_device *vdev, u8 status)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	v->ops->set_status(v->owner, v, status);
+}
+
+static void vmsg_reset(struct virtio_device *vdev)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	v->ops->reset(v->owner, v);
+}
+
+static void vmsg_get_extended_features(struct virtio_device *vdev, u64 *features)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	BUILD_BUG_ON(VMSG_FEATURE_WORDS != VIRTIO_FEATURES_U64S);
+	v->ops->get_features(v->owner, v, features);
+}
+
+static int vmsg_finalize_features(struct virtio_device *vdev)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	/* Give virtio_ring a chance to accept features. */
+	vring_transport_features(vdev);
+	return v->ops->finalize_features(v->owner, v, vdev->features_array);
+}
+
+static bool vmsg_notify(struct virtqueue *vq)
+{
+	struct vmsg_vdev *v = to_vmsg(vq->vdev);
+	u32 data = 0;
+
+	if (__virtio_test_bit(vq->vdev, VIRTIO_F_NOTIFICATION_DATA))
+		data = vring_notification_data(vq);
+	return v->ops->notify(v->owner, v, vq->index, data);
+}
+
+static void vmsg_del_vqs(struct virtio_device *vdev)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+	struct virtqueue **vqs;
+	unsigned long flags;
+	unsigned int i, n;
+
+	spin_lock_irqsave(&v->vqs_lock, flags);
+	vqs = v->vqs;
+	n = v->nvqs;
+	v->vqs = NULL;
+	v->nvqs = 0;
+	spin_unlock_irqrestore(&v->vqs_lock, flags);
+
+	for (i = 0; i < n; i++) {
+		if (!vqs[i])
+			continue;
+		v->ops->queue_disable(v->owner, v, i);
+		vring_del_virtqueue(vqs[i]);
+	}
+	kfree(vqs);
+}
+
+static int vmsg_find_vqs(struct virtio_device *vdev, unsigned int nvqs, struct virtqueue *vqs[],
+			 struct virtqueue_info vqs_info[], struct irq_affinity *desc)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+	struct virtqueue **table;
+	unsigned long flags;
+	unsigned int i, queue_idx = 0;
+	int err;
+
+	table = kcalloc(nvqs, sizeof(*table), GFP_KERNEL);
+	if (!table)
+		return -ENOMEM;
+	spin_lock_irqsave(&v->vqs_lock, flags);
+	v->vqs = table;
+	v->nvqs = nvqs;
+	spin_unlock_irqrestore(&v->vqs_lock, flags);
+
+	for (i = 0; i < nvqs; i++) {
+		struct virtqueue_info *info = &vqs_info[i];
+		struct virtqueue *vq;
+		unsigned int index = queue_idx;
+		int max;
+
+		if (!info->name) {
+			vqs[i] = NULL;
+			continue;
+		}
+		queue_idx++;
+		max = v->ops->queue_max_size(v->owner, v, index);
+		if (max <= 0) {
+			err = max ? max : -ENOENT;
+			goto fail;
+		}
+		vq = vring_create_virtqueue(index, max, SMP_CACHE_BYTES, vdev, true, true,
+					    info->ctx, vmsg_notify, info->callback, info->name);
+		if (!vq) {
+			err = -ENOMEM;
+			goto fail;
+		}
+		vq->num_max = max;
+		err = v->ops->queue_enable(v->owner, v, index, virtqueue_get_vring_size(vq),
+					   virtqueue_get_desc_addr(vq),
+					   virtqueue_get_avail_addr(vq),
+					   virtqueue_get_used_addr(vq));
+		if (err) {
+			vring_del_virtqueue(vq);
+			goto fail;
+		}
+		spin_lock_irqsave(&v->vqs_lock, flags);
+		table[index] = vq;
+		spin_unlock_irqrestore(&v->vqs_lock, flags);
+		vqs[i] = vq;
+	}
+	return 0;
+fail:
+	vmsg_del_vqs(vdev);
+	return err;
+}
+
+static void vmsg_synchronize_cbs(struct virtio_device *vdev)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+	unsigned long flags;
+
+	/* Callbacks run under vqs_lock: taking it waits for running ones. */
+	spin_lock_irqsave(&v->vqs_lock, flags);
+	spin_unlock_irqrestore(&v->vqs_lock, flags);
+}
+
+static const char *vmsg_bus_name(struct virtio_device *vdev)
+{
+	return "virtio-msg";
+}
+
+static bool vmsg_get_shm_region(struct virtio_device *vdev, struct virtio_shm_region *region,
+				u8 id)
+{
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	return v->ops->get_shm_region(v->owner, v, id, &region->addr, &region->len);
+}
+
+static const struct virtio_config_ops vmsg_config_ops = {
+	.get = vmsg_get,
+	.set = vmsg_set,
+	.generation = vmsg_generation,
+	.get_status = vmsg_get_status,
+	.set_status = vmsg_set_status,
+	.reset = vmsg_reset,
+	.find_vqs = vmsg_find_vqs,
+	.del_vqs = vmsg_del_vqs,
+	.synchronize_cbs = vmsg_synchronize_cbs,
+	.get_extended_features = vmsg_get_extended_features,
+	.finalize_features = vmsg_finalize_features,
+	.bus_name = vmsg_bus_name,
+	.get_shm_region = vmsg_get_shm_region,
+};
+
+static void vmsg_release(struct device *dev)
+{
+	struct virtio_device *vdev = dev_to_virtio(dev);
+	struct vmsg_vdev *v = to_vmsg(vdev);
+
+	v->ops->release(v->owner);
+	kfree(v->vqs);
+	kfree(v);
+}
+
+struct vmsg_vdev *vmsg_vdev_new(struct device *parent, u32 device_id, u32 vendor_id,
+				const struct vmsg_vdev_ops *ops, void *owner)
+{
+	struct vmsg_vdev *v = kzalloc(sizeof(*v), GFP_KERNEL);
+
+	if (!v)
+		return NULL;
+	v->ops = ops;
+	v->owner = owner;
+	spin_lock_init(&v->vqs_lock);
+	v->vdev.dev.parent = parent;
+	v->vdev.dev.release = vmsg_release;
+	v->vdev.id.device = device_id;
+	v->vdev.id.vendor = vendor_id;
+	v->vdev.config = &vmsg_config_ops;
+	return v;
+}
+
+int vmsg_vdev_register(struct vmsg_vdev *v)
+{
+	/*
+	 * register_virtio_device() starts with device_initialize(): from then
+	 * on, success or not, the caller owns one reference to the device.
+	 */
+	int err = register_virtio_device(&v->vdev);
+
+	if (!err)
+		WRITE_ONCE(v->registered, true);
+	return err;
+}
+
+void vmsg_vdev_free_unregistered(struct vmsg_vdev *v)
+{
+	v->ops->release(v->owner);
+	kfree(v);
+}
+
+void vmsg_vdev_unregister(struct vmsg_vdev *v)
+{
+	WRITE_ONCE(v->registered, false);
+	/* Keeps the caller's reference: vmsg_vdev_put() drops it. */
+	get_device(&v->vdev.dev);
+	unregister_virtio_device(&v->vdev);
+}
+
+void vmsg_vdev_put(struct vmsg_vdev *v)
+{
+	put_device(&v->vdev.dev);
+}
+
+void vmsg_vdev_break(struct vmsg_vdev *v)
+{
+	if (READ_ONCE(v->registered))
+		virtio_break_device(&v->vdev);
+}
+
+void vmsg_vdev_config_changed(struct vmsg_vdev *v)
+{
+	if (READ_ONCE(v->registered))
+		virtio_config_changed(&v->vdev);
+}
+
+bool vmsg_vdev_vq_interrupt(struct vmsg_vdev *v, unsigned int index)
+{
+	unsigned long flags;
+	bool found = false;
+
+	spin_lock_irqsave(&v->vqs_lock, flags);
+	if (index < v->nvqs && v->vqs[index]) {
+		vring_interrupt(0, v->vqs[index]);
+		found = true;
+	}
+	spin_unlock_irqrestore(&v->vqs_lock, flags);
+	return found;
+}
+
+void vmsg_vdev_vq_interrupt_all(struct vmsg_vdev *v)
+{
+	unsigned long flags;
+	unsigned int i;
+
+	spin_lock_irqsave(&v->vqs_lock, flags);
+	for (i = 0; i < v->nvqs; i++)
+		if (v->vqs[i])
+			vring_interrupt(0, v->vqs[i]);
+	spin_unlock_irqrestore(&v->vqs_lock, flags);
+}
+
+int vmsg_vdev_index(struct vmsg_vdev *v)
+{
+	return v->vdev.index;
+}
+
+struct device *vmsg_vdev_device(struct vmsg_vdev *v)
+{
+	return &v->vdev.dev;
+}
+
+bool vmsg_vdev_has_feature(struct vmsg_vdev *v, unsigned int bit)
+{
+	return __virtio_test_bit(&v->vdev, bit);
+}
+
+unsigned long vmsg_spin_lock_irqsave(void *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave((spinlock_t *)lock, flags);
+	return flags;
+}
+
+bool vmsg_spin_trylock_irqsave(void *lock, unsigned long *flags)
+{
+	return spin_trylock_irqsave((spinlock_t *)lock, *flags);
+}
+
+void vmsg_spin_unlock_irqrestore(void *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore((spinlock_t *)lock, flags);
+}
+
+bool vmsg_may_sleep(void)
+{
+	return !in_atomic() && !irqs_disabled();
+}

@@ -44,6 +44,7 @@ KBUILD=$(scripts/kernel.sh) || { step kernel false; report; }
 echo "$KBUILD" >"$VMSG_BUILD/kbuild-dir"
 step modules make --no-print-directory modules KBUILD="$KBUILD" CLIPPY=1 || report
 step rustfmt make --no-print-directory rustfmt-check KBUILD="$KBUILD"
+step bindings-up-to-date scripts/gen-bindings.sh --check
 
 # Host tools: tests, lints, formatting.
 (cd tools && cargo test --workspace 2>&1; echo $? >"$VMSG_BUILD/cargo-test.log.rc") >"$VMSG_BUILD/cargo-test.log"

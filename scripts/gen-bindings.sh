@@ -21,7 +21,7 @@ gen() { # <header> <output>
 }
 
 status=0
-for pair in rust/glue/glue.h:rust/glue/bindings.rs; do
+for pair in rust/glue/glue.h:rust/glue/bindings.rs rust/bus/virtio_msg_bus.h:rust/bus/bindings.rs; do
 	header=${pair%%:*} out=${pair#*:}
 	if [ "${1:-}" = --check ]; then
 		if ! diff -u "$VMSG_TOP/$out" <(gen "$header") >&2; then

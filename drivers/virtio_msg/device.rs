@@ -3,7 +3,7 @@
 //! One virtio-msg device: every virtio config operation becomes transport messages.
 
 use crate::{
-    link::{BusLink, BusTerms},
+    link::{self, BusLink, BusTerms},
     stats::Stats,
     vmsg::{
         codec::{
@@ -135,7 +135,7 @@ impl<B: BusLink> MsgDevice<B> {
         if self.is_broken() {
             return Err(EIO);
         }
-        let codec = self.terms.codec();
+        let codec = link::transport_codec(&self.terms);
         let max = usize::from(self.terms.max_msg_size);
         let mut buf = KVec::from_elem(0u8, 2 * max, GFP_KERNEL)?;
         let (req_buf, resp_buf) = buf.split_at_mut(max);
@@ -289,9 +289,7 @@ impl<B: BusLink> MsgDevice<B> {
                 next_offset: data,
             },
         );
-        let len = self
-            .terms
-            .codec()
+        let len = link::transport_codec(&self.terms)
             .encode(&event, &mut buf)
             .map_err(|_| EINVAL)?;
         self.link.send_event(buf.get(..len).ok_or(EINVAL)?)?;

@@ -6,7 +6,7 @@
 //! told to misbehave the ways a real device side can.
 
 use crate::{
-    link::{BusLink, BusTerms},
+    link::{self, BusLink, BusTerms},
     vmsg::codec::{
         transport::{DeviceInfo, TransportMessage, VqueueInfo, VQUEUE_INFO_ENABLED},
         Frame, Layout, Message,
@@ -246,7 +246,7 @@ impl BusLink for FakeBus {
 
     fn request(&self, req: &[u8], resp: &mut [u8]) -> Result<usize> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let codec = self.terms.codec();
+        let codec = link::transport_codec(&self.terms);
         let frame = codec.decode(req).map_err(|_| EINVAL)?;
         let Message::Transport(request) = frame.message else {
             return Err(EINVAL);

@@ -4,7 +4,7 @@
 
 use crate::{
     device::MsgDevice,
-    link::BusLink,
+    link::{self, BusLink},
     vmsg::{
         codec::{transport::TransportMessage, Message},
         sync::IrqSpinLock,
@@ -120,7 +120,7 @@ impl<B: BusLink> Instance<B> {
     ///
     /// Malformed messages, unknown devices and unknown queues are dropped and counted.
     pub(crate) fn receive(&self, msg: &[u8]) -> Result {
-        let codec = self.link.terms().codec();
+        let codec = link::transport_codec(&self.link.terms());
         let frame = codec.decode(msg).map_err(|_| crate::device::eproto())?;
         let slot = self.slot(frame.dev_num).ok_or(ENODEV)?;
         let device = &slot.device;

@@ -2,30 +2,16 @@
 
 //! What the transport needs from a bus instance.
 
-use crate::vmsg::codec::{BusKind, Codec, Layout};
+pub(crate) use crate::vmsg::bus::Terms as BusTerms;
+use crate::vmsg::{
+    bus::host::ForeignLink,
+    codec::{BusKind, Codec},
+};
 use kernel::prelude::*;
 
-/// Terms a bus instance negotiated once with its device side; shared by all its devices.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BusTerms {
-    /// Transport revision (only 1 exists).
-    pub(crate) revision: u32,
-    /// Maximum message size, header included.
-    pub(crate) max_msg_size: u16,
-    /// Transport feature bits.
-    pub(crate) features: u64,
-    /// Payload layout of the peer (revision 1 or the late-2025 compatibility layouts).
-    pub(crate) layout: Layout,
-}
-
-impl BusTerms {
-    /// Returns the codec for transport messages under these terms.
-    pub(crate) fn codec(&self) -> Codec {
-        let mut codec = Codec::new(BusKind::Generic);
-        codec.layout = self.layout;
-        codec.max_msg_size = self.max_msg_size;
-        codec
-    }
+/// Returns the codec for transport messages under `terms`.
+pub(crate) fn transport_codec(terms: &BusTerms) -> Codec {
+    terms.codec(BusKind::Generic)
 }
 
 /// One bus instance as the transport sees it: a way to send requests and events.
@@ -42,4 +28,19 @@ pub(crate) trait BusLink: Send + Sync + 'static {
 
     /// Sends event `msg`. Never sleeps: called from atomic context.
     fn send_event(&self, msg: &[u8]) -> Result;
+}
+
+/// A bus module's instance, through the exported C ABI.
+impl BusLink for ForeignLink {
+    fn terms(&self) -> BusTerms {
+        ForeignLink::terms(self)
+    }
+
+    fn request(&self, req: &[u8], resp: &mut [u8]) -> Result<usize> {
+        ForeignLink::request(self, req, resp)
+    }
+
+    fn send_event(&self, msg: &[u8]) -> Result {
+        ForeignLink::send_event(self, msg)
+    }
 }

@@ -213,7 +213,7 @@ mod tests {
         let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
         let instance = KBox::pin_init(Instance::new(bus.clone()), GFP_KERNEL)?;
         instance.add_device(None, 1)?;
-        let codec = instance.link().terms().codec();
+        let codec = crate::link::transport_codec(&instance.link().terms());
         let mut buf = [0u8; 32];
         let used = Frame::transport(1, TransportMessage::EventUsed { vq_index: 0 });
         let n = codec.encode(&used, &mut buf).map_err(|_| EINVAL)?;

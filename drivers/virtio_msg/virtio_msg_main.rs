@@ -13,6 +13,7 @@ use kernel::prelude::*;
 pub mod vmsg;
 
 mod device;
+mod host;
 mod instance;
 mod link;
 mod stats;

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The transport's side of the bus contract: bus modules register instances through it.
+
+use crate::{
+    instance::Instance,
+    vmsg::bus::host::{ForeignLink, Host},
+};
+use kernel::{
+    device::Device,
+    prelude::*,
+    sync::{aref::ARef, Arc},
+};
+
+/// One bus instance that a bus module registered.
+#[pin_data]
+pub(crate) struct BusHost {
+    parent: Option<ARef<Device>>,
+    #[pin]
+    instance: Instance<ForeignLink>,
+}
+
+impl Host for BusHost {
+    fn new(parent: Option<ARef<Device>>, link: Arc<ForeignLink>) -> Result<Pin<KBox<Self>>> {
+        let terms = link.terms();
+        pr_info!(
+            "virtio-msg: bus instance registered: revision {}, max message {} bytes\n",
+            terms.revision,
+            terms.max_msg_size
+        );
+        KBox::pin_init(
+            try_pin_init!(Self {
+                parent,
+                instance <- Instance::new(link),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn add_device(&self, dev_num: u16) -> Result {
+        self.instance.add_device(self.parent.as_deref(), dev_num)
+    }
+
+    fn remove_device(&self, dev_num: u16) -> Result {
+        self.instance.remove_device(dev_num)
+    }
+
+    fn receive(&self, msg: &[u8]) -> Result {
+        self.instance.receive(msg)
+    }
+
+    fn remove_all(&self) {
+        self.instance.remove_all()
+    }
+}
+
+crate::export_bus_host!(BusHost);

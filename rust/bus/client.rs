@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The bus module's side of the contract: register an instance, announce devices, pass on
+//! events.
+
+use super::{raw, Terms};
+use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
+use kernel::{
+    error::to_result,
+    ffi::{c_int, c_uint},
+    prelude::*,
+    sync::Arc,
+};
+
+/// What the transport asks of a bus instance.
+pub trait BusOps: Send + Sync + 'static {
+    /// Sends request `req`, waits (bounded) for its response, copies it to `resp` and returns
+    /// its length; `ETIMEDOUT` when none came. May sleep.
+    fn request(&self, req: &[u8], resp: &mut [u8]) -> Result<usize>;
+
+    /// Sends event `msg`. Never sleeps: called in atomic context.
+    fn send_event(&self, msg: &[u8]) -> Result;
+}
+
+/// The C callback table for bus type `T`.
+struct Table<T>(PhantomData<T>);
+
+impl<T: BusOps> Table<T> {
+    const OPS: raw::vmsg_bus_ops = raw::vmsg_bus_ops {
+        request: Some(Self::request),
+        send_event: Some(Self::send_event),
+    };
+
+    /// The `request` callback.
+    ///
+    /// # Safety
+    ///
+    /// `p` is the `priv` of a live [`BusRegistration<T>`]; `req` is valid for reads of `req_len`
+    /// bytes and `resp` for writes of `resp_cap` bytes, for the duration of the call.
+    unsafe extern "C" fn request(
+        p: *mut c_void,
+        req: *const c_void,
+        req_len: c_uint,
+        resp: *mut c_void,
+        resp_cap: c_uint,
+    ) -> c_int {
+        // SAFETY: `p` is `Arc::as_ptr` of the `Arc<T>` the registration holds.
+        let ops = unsafe { &*p.cast::<T>() };
+        // SAFETY: The transport passes buffers of these sizes for the duration of the call.
+        let (req, resp) = unsafe {
+            (
+                core::slice::from_raw_parts(req.cast::<u8>(), req_len as usize),
+                core::slice::from_raw_parts_mut(resp.cast::<u8>(), resp_cap as usize),
+            )
+        };
+        match ops.request(req, resp) {
+            Ok(n) => c_int::try_from(n).unwrap_or(c_int::MAX),
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// The `send_event` callback.
+    ///
+    /// # Safety
+    ///
+    /// `p` is the `priv` of a live [`BusRegistration<T>`]; `msg` is valid for reads of `len`
+    /// bytes for the duration of the call.
+    unsafe extern "C" fn send_event(p: *mut c_void, msg: *const c_void, len: c_uint) -> c_int {
+        // SAFETY: `p` is `Arc::as_ptr` of the `Arc<T>` the registration holds.
+        let ops = unsafe { &*p.cast::<T>() };
+        // SAFETY: The transport passes a buffer of `len` bytes for the duration of the call.
+        let msg = unsafe { core::slice::from_raw_parts(msg.cast::<u8>(), len as usize) };
+        match ops.send_event(msg) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+}
+
+/// A bus instance registered with the transport; unregistered (all devices removed) on drop.
+///
+/// # Invariants
+///
+/// `raw` is a live instance returned by `vmsg_bus_register` for `ops`, not yet unregistered.
+pub struct BusRegistration<T: BusOps> {
+    raw: NonNull<raw::vmsg_bus>,
+    ops: Arc<T>,
+}
+
+// SAFETY: The transport's exported functions may be called from any thread.
+unsafe impl<T: BusOps> Send for BusRegistration<T> {}
+// SAFETY: The transport's exported functions may be called from any thread, concurrently.
+unsafe impl<T: BusOps> Sync for BusRegistration<T> {}
+
+impl<T: BusOps> BusRegistration<T> {
+    /// Registers a bus instance that negotiated `terms` and is served by `ops`.
+    pub fn new(parent: Option<&kernel::device::Device>, terms: Terms, ops: Arc<T>) -> Result<Self> {
+        // `kernel::device::Device` is a transparent wrapper of `struct device`.
+        let parent = parent.map_or(core::ptr::null_mut(), |p| {
+            core::ptr::from_ref(p).cast_mut().cast()
+        });
+        let raw_terms = terms.to_raw();
+        // SAFETY: `Table::<T>::OPS` is a promoted constant; `ops` is kept alive by the returned
+        // registration until after `vmsg_bus_unregister`, as the contract requires.
+        let raw = unsafe {
+            raw::vmsg_bus_register(
+                parent,
+                &raw_terms,
+                &Table::<T>::OPS,
+                Arc::as_ptr(&ops).cast_mut().cast(),
+            )
+        };
+        let raw = NonNull::new(raw).ok_or(EINVAL)?;
+        // INVARIANT: `raw` was just registered.
+        Ok(Self { raw, ops })
+    }
+
+    /// Returns the bus operations.
+    pub fn ops(&self) -> &Arc<T> {
+        &self.ops
+    }
+
+    /// Announces device `dev_num`; its driver is probed before this returns. May sleep.
+    pub fn add_device(&self, dev_num: u16) -> Result {
+        // SAFETY: By the type invariant `raw` is a live instance.
+        to_result(unsafe { raw::vmsg_bus_add_device(self.raw.as_ptr(), dev_num) })
+    }
+
+    /// Withdraws device `dev_num`; its driver is removed before this returns. May sleep.
+    pub fn remove_device(&self, dev_num: u16) -> Result {
+        // SAFETY: By the type invariant `raw` is a live instance.
+        to_result(unsafe { raw::vmsg_bus_remove_device(self.raw.as_ptr(), dev_num) })
+    }
+
+    /// Hands over a message from the device side that is not a response. Any context.
+    pub fn receive(&self, msg: &[u8]) -> Result {
+        let len = c_uint::try_from(msg.len()).map_err(|_| EINVAL)?;
+        // SAFETY: By the type invariant `raw` is a live instance; `msg` is valid for the call.
+        to_result(unsafe { raw::vmsg_bus_receive(self.raw.as_ptr(), msg.as_ptr().cast(), len) })
+    }
+}
+
+impl<T: BusOps> Drop for BusRegistration<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `raw` is live; `ops` outlives this call.
+        unsafe { raw::vmsg_bus_unregister(self.raw.as_ptr()) };
+    }
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The contract between the virtio-msg transport (module virtio_msg) and the
+ * bus modules (virtio_msg_shm, virtio_msg_ffa, ...). Documented in
+ * Documentation/bus-contract.rst. The transport exports these functions;
+ * bindgen turns this header into bindings.rs for both sides.
+ */
+#ifndef VIRTIO_MSG_BUS_H
+#define VIRTIO_MSG_BUS_H
+
+#ifdef __KERNEL__
+#include <linux/types.h>
+#else
+#include <stdbool.h>
+#include <stdint.h>
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef uint64_t u64;
+#endif
+
+struct device;
+/* A bus instance as the transport holds it; opaque to the bus. */
+struct vmsg_bus;
+
+/* Payload layouts a bus instance may have negotiated (never guessed). */
+#define VMSG_LAYOUT_REVISION1 0
+#define VMSG_LAYOUT_LATE2025 1
+
+/* What a bus instance negotiated with its device side, once. */
+struct vmsg_bus_terms {
+	u32 revision;
+	u32 max_msg_size;
+	u64 features;
+	u32 layout;
+};
+
+/* What the transport asks of a bus instance. */
+struct vmsg_bus_ops {
+	/*
+	 * Sends request @req (the token field is the bus's to fill) and waits,
+	 * for a bounded time, for the matching response, copied to @resp.
+	 * Returns the response length, or -ETIMEDOUT, or another -errno. May
+	 * sleep.
+	 */
+	int (*request)(void *priv, const void *req, unsigned int req_len, void *resp,
+		       unsigned int resp_cap);
+	/* Sends event @msg. Never sleeps: called in atomic context. */
+	int (*send_event)(void *priv, const void *msg, unsigned int len);
+};
+
+/*
+ * Registers a bus instance. @ops and @priv must stay valid until
+ * vmsg_bus_unregister() returns. Returns NULL on failure. May sleep.
+ */
+struct vmsg_bus *vmsg_bus_register(struct device *parent, const struct vmsg_bus_terms *terms,
+				   const struct vmsg_bus_ops *ops, void *priv);
+/* Removes every device of the instance; no op is called after it returns. */
+void vmsg_bus_unregister(struct vmsg_bus *bus);
+/* Announces device @dev_num; its driver is probed before this returns. May sleep. */
+int vmsg_bus_add_device(struct vmsg_bus *bus, u16 dev_num);
+/* Withdraws device @dev_num; its driver is removed before this returns. May sleep. */
+int vmsg_bus_remove_device(struct vmsg_bus *bus, u16 dev_num);
+/* Hands over a message from the device side that is not a response. Any context. */
+int vmsg_bus_receive(struct vmsg_bus *bus, const void *msg, unsigned int len);
+
+#endif /* VIRTIO_MSG_BUS_H */

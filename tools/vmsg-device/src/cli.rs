@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Command line and TOML config file, merged into one [`Config`].
+//!
+//! Command-line values win over the file; devices and faults from both are used (file
+//! first).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use log::LevelFilter;
+use serde::Deserialize;
+use virtio_msg_codec::{
+    min_msg_size, MAX_MSG_SIZE, MIN_MSG_SIZE, RECOMMENDED_MSG_SIZE, TRANSPORT_REVISION_1,
+};
+
+use crate::devices::DeviceSpec;
+use crate::fault::FaultSpec;
+
+/// Default size of the shared-memory region.
+pub const DEFAULT_SHM_SIZE: usize = 1 << 20;
+/// Smallest `--max-msg-size`: a VERSION response (28 bytes) must still fit.
+pub const MIN_DEVICE_MSG_SIZE: u16 = 32;
+
+const EXAMPLES: &str = "\
+Example (start this first, then QEMU):
+  truncate -s 512M /dev/shm/vmsg-ram
+  vmsg-device --socket /tmp/vmsg.sock --guest-memory /dev/shm/vmsg-ram \\
+      --device rng --device blk:path=disk.img --device console:output=stdout
+  qemu-system-x86_64 -machine pc,memory-backend=mem -m 512M \\
+      -object memory-backend-file,id=mem,size=512M,mem-path=/dev/shm/vmsg-ram,share=on \\
+      -chardev socket,path=/tmp/vmsg.sock,id=ivsh \\
+      -device ivshmem-doorbell,chardev=ivsh,vectors=1 ...
+
+Device SPECs:
+  rng[:source=PATH]                          entropy from PATH (default /dev/urandom)
+  blk:path=FILE[,readonly][,serial=ID]       disk backed by FILE
+  console[:output=echo|stdout|FILE][,input=FILE_OR_FIFO]
+
+Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
+  no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, corrupt-index=N
+
+Config file (--config, TOML; command-line values win):
+  socket = \"/tmp/vmsg.sock\"
+  shm-size = \"1M\"
+  guest-memory = \"/dev/shm/vmsg-ram\"
+  max-msg-size = 264
+  accept-revisions = [1]
+  log-level = \"info\"
+  devices = [\"rng\", \"blk:path=disk.img\"]
+  faults = [\"delay=500:1\"]
+  control = \"/tmp/vmsg.ctl\"";
+
+/// Device side of the virtio-msg shared-memory bus (Documentation/shm-bus.rst).
+///
+/// Serves QEMU's ivshmem-doorbell device as its ivshmem server and answers the virtio-msg
+/// bus and transport messages for the devices given with --device.
+#[derive(Parser, Debug, Default)]
+#[command(name = "vmsg-device", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// UNIX socket that QEMU's `-chardev socket,path=PATH` connects to.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Size of the shared-memory region (bytes, or with K, M, G suffix) [default: 1M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub shm_size: Option<usize>,
+    /// File backing guest RAM (QEMU's memory-backend-file mem-path, share=on).
+    #[arg(long, value_name = "PATH")]
+    pub guest_memory: Option<PathBuf>,
+    /// A device to serve; repeat for several (dev_num 0, 1, ... in order).
+    #[arg(long = "device", value_name = "SPEC")]
+    pub devices: Vec<DeviceSpec>,
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This side's maximum message size; also sets the ring slot size [default: 264].
+    #[arg(long, value_name = "BYTES")]
+    pub max_msg_size: Option<u32>,
+    /// Transport revisions VERSION accepts, comma separated, or `none` [default: 1].
+    #[arg(long, value_name = "LIST")]
+    pub accept_revisions: Option<String>,
+    /// Log level: off, error, warn, info, debug, trace [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<LevelFilter>,
+    /// Inject a fault: KIND[=N][:DEV]; repeatable.
+    #[arg(long = "fault", value_name = "FAULT")]
+    pub faults: Vec<FaultSpec>,
+    /// Control socket for hot add/remove and console input.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Interrupt vectors per peer; must match QEMU's `vectors=` [default: 1].
+    #[arg(long, value_name = "N")]
+    pub vectors: Option<u32>,
+    /// Slots per ring (power of two) [default: as many as fit, at most 1024].
+    #[arg(long, value_name = "N")]
+    pub slot_count: Option<u32>,
+    /// This program's ivshmem peer id [default: 0].
+    #[arg(long, value_name = "ID")]
+    pub peer_id: Option<u16>,
+    /// How long shutdown waits for the driver to read the removal events [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+}
+
+/// A size in the config file: a number or a string with a suffix.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// The config file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    socket: Option<PathBuf>,
+    shm_size: Option<SizeValue>,
+    guest_memory: Option<PathBuf>,
+    #[serde(default)]
+    devices: Vec<String>,
+    max_msg_size: Option<u32>,
+    accept_revisions: Option<Vec<u32>>,
+    log_level: Option<String>,
+    #[serde(default)]
+    faults: Vec<String>,
+    control: Option<PathBuf>,
+    vectors: Option<u32>,
+    slot_count: Option<u32>,
+    peer_id: Option<u16>,
+    shutdown_timeout_ms: Option<u64>,
+}
+
+/// Everything the program needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// ivshmem server socket.
+    pub socket: PathBuf,
+    /// Region size.
+    pub shm_size: usize,
+    /// Guest RAM file.
+    pub guest_memory: Option<PathBuf>,
+    /// Devices, dev_num 0, 1, ... in order.
+    pub devices: Vec<DeviceSpec>,
+    /// This side's maximum message size.
+    pub max_msg_size: u16,
+    /// Ring slot size derived from it.
+    pub slot_size: u32,
+    /// Slots per ring, if fixed.
+    pub slot_count: Option<u32>,
+    /// Revisions VERSION accepts.
+    pub accept_revisions: Vec<u32>,
+    /// Log level.
+    pub log_level: LevelFilter,
+    /// Active faults.
+    pub faults: Vec<FaultSpec>,
+    /// Control socket.
+    pub control: Option<PathBuf>,
+    /// Vectors per peer.
+    pub vectors: u32,
+    /// This program's peer id.
+    pub peer_id: u16,
+    /// Shutdown wait.
+    pub shutdown_timeout: Duration,
+}
+
+/// Parses `4096`, `64K`, `1M`, `2G` (powers of 1024; `KiB`, `MiB`, `GiB` too).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &t[digits.len()..];
+    let mult: u64 = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{s}': unknown size suffix '{suffix}'")),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size"))?;
+    n.checked_mul(mult)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// Parses `1,2`, `1` or `none`.
+pub fn parse_revisions(s: &str) -> Result<Vec<u32>, String> {
+    let s = s.trim();
+    if s.is_empty() || s == "none" {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|r| {
+            r.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("'{r}' is not a revision number"))
+        })
+        .collect()
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+/// Merges the command line with the config file it names and checks every value.
+pub fn load(cli: Cli) -> Result<Config, String> {
+    let file = match &cli.config {
+        Some(p) => read_file_config(p)?,
+        None => FileConfig::default(),
+    };
+    let socket = cli
+        .socket
+        .or(file.socket)
+        .ok_or("no socket: give --socket PATH (or socket = \"PATH\" in the config file)")?;
+    let shm_size = match (cli.shm_size, file.shm_size) {
+        (Some(s), _) => s,
+        (None, Some(SizeValue::Bytes(b))) => {
+            usize::try_from(b).map_err(|_| format!("shm-size {b} is too large"))?
+        }
+        (None, Some(SizeValue::Text(t))) => parse_size(&t)?,
+        (None, None) => DEFAULT_SHM_SIZE,
+    };
+    if !shm_size.is_power_of_two() {
+        return Err(format!(
+            "shm size {shm_size} is not a power of two (QEMU's ivshmem BAR2 must be one)"
+        ));
+    }
+    let max = cli
+        .max_msg_size
+        .or(file.max_msg_size)
+        .unwrap_or(u32::from(RECOMMENDED_MSG_SIZE));
+    let max_msg_size = u16::try_from(max)
+        .ok()
+        .filter(|m| *m >= MIN_DEVICE_MSG_SIZE)
+        .ok_or_else(|| {
+            format!(
+                "max message size {max} is out of range ({MIN_DEVICE_MSG_SIZE}..={MAX_MSG_SIZE})"
+            )
+        })?;
+    let accept_revisions = match (cli.accept_revisions, file.accept_revisions) {
+        (Some(s), _) => parse_revisions(&s)?,
+        (None, Some(v)) => v,
+        (None, None) => vec![TRANSPORT_REVISION_1],
+    };
+    for &r in &accept_revisions {
+        if min_msg_size(r).is_none() {
+            return Err(format!(
+                "transport revision {r} is not supported by this program (it implements revision {TRANSPORT_REVISION_1})"
+            ));
+        }
+    }
+    let log_level = match (cli.log_level, file.log_level) {
+        (Some(l), _) => l,
+        (None, Some(s)) => s.parse().map_err(|_| {
+            format!("log level '{s}' is not one of off, error, warn, info, debug, trace")
+        })?,
+        (None, None) => LevelFilter::Info,
+    };
+    let mut devices = file
+        .devices
+        .iter()
+        .map(|d| d.parse::<DeviceSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    devices.extend(cli.devices);
+    let mut faults = file
+        .faults
+        .iter()
+        .map(|f| f.parse::<FaultSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    faults.extend(cli.faults);
+    let vectors = cli.vectors.or(file.vectors).unwrap_or(1);
+    if !(1..=64).contains(&vectors) {
+        return Err(format!("vectors {vectors} is out of range (1..=64)"));
+    }
+    let slot_size = u32::from(max_msg_size).next_multiple_of(8).max(64);
+    Ok(Config {
+        socket,
+        shm_size,
+        guest_memory: cli.guest_memory.or(file.guest_memory),
+        devices,
+        max_msg_size,
+        slot_size,
+        slot_count: cli.slot_count.or(file.slot_count),
+        accept_revisions,
+        log_level,
+        faults,
+        control: cli.control.or(file.control),
+        vectors,
+        peer_id: cli.peer_id.or(file.peer_id).unwrap_or(0),
+        shutdown_timeout: Duration::from_millis(
+            cli.shutdown_timeout_ms
+                .or(file.shutdown_timeout_ms)
+                .unwrap_or(1000),
+        ),
+    })
+}
+
+/// Returns whether `max_msg_size` lets any VERSION succeed (it must reach the minimum).
+pub fn size_allows_negotiation(max_msg_size: u16) -> bool {
+    max_msg_size >= MIN_MSG_SIZE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::FaultKind;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut v = vec!["vmsg-device"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(cli(&["--socket", "/tmp/s"])).unwrap();
+        assert_eq!(c.shm_size, 1 << 20);
+        assert_eq!(c.max_msg_size, 264);
+        assert_eq!(c.slot_size, 264);
+        assert_eq!(c.accept_revisions, vec![1]);
+        assert_eq!(c.log_level, LevelFilter::Info);
+        assert_eq!(c.vectors, 1);
+        assert!(c.devices.is_empty());
+    }
+
+    #[test]
+    fn slot_size_rounds_up() {
+        let c = load(cli(&["--socket", "s", "--max-msg-size", "100"])).unwrap();
+        assert_eq!((c.max_msg_size, c.slot_size), (100, 104));
+        let c = load(cli(&["--socket", "s", "--max-msg-size", "40"])).unwrap();
+        assert_eq!(c.slot_size, 64);
+        assert!(!size_allows_negotiation(c.max_msg_size));
+    }
+
+    #[test]
+    fn clear_errors() {
+        assert!(load(cli(&[])).unwrap_err().contains("--socket"));
+        let e = load(cli(&["--socket", "s", "--accept-revisions", "1,2"])).unwrap_err();
+        assert!(e.contains("revision 2 is not supported"), "{e}");
+        let e = load(cli(&["--socket", "s", "--shm-size", "1000000"])).unwrap_err();
+        assert!(e.contains("not a power of two"), "{e}");
+        let e = load(cli(&["--socket", "s", "--max-msg-size", "70000"])).unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+        assert!(Cli::try_parse_from(["x", "--device", "toaster"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--fault", "explode"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--log-level", "loud"]).is_err());
+    }
+
+    #[test]
+    fn no_revisions_is_allowed() {
+        let c = load(cli(&["--socket", "s", "--accept-revisions", "none"])).unwrap();
+        assert!(c.accept_revisions.is_empty());
+    }
+
+    #[test]
+    fn config_file_merges_under_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+socket = "/from/file"
+shm-size = "2M"
+max-msg-size = 512
+accept-revisions = [1]
+log-level = "debug"
+devices = ["rng", "console:output=stdout"]
+faults = ["delay=10:1"]
+"#,
+        )
+        .unwrap();
+        let c = load(cli(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--socket",
+            "/from/cli",
+            "--device",
+            "rng",
+            "--fault",
+            "bad-id",
+        ]))
+        .unwrap();
+        assert_eq!(c.socket, PathBuf::from("/from/cli"));
+        assert_eq!(c.shm_size, 2 << 20);
+        assert_eq!(c.max_msg_size, 512);
+        assert_eq!(c.log_level, LevelFilter::Debug);
+        assert_eq!(c.devices.len(), 3);
+        assert_eq!(
+            c.faults[0].kind,
+            FaultKind::Delay(Duration::from_millis(10))
+        );
+        assert_eq!(c.faults[1].kind, FaultKind::BadId);
+    }
+
+    #[test]
+    fn config_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "sockett = 1\n").unwrap();
+        let e = load(cli(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(e.contains("bad.toml") && e.contains("sockett"), "{e}");
+    }
+}

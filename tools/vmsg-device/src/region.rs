@@ -1,0 +1,855 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The shared region: its header and the two message rings, byte for byte as
+//! `Documentation/shm-bus.rst` lays them out.
+//!
+//! Every access goes through `vm-memory` volatile slices, so the region is mapped and used
+//! without `unsafe` code here; index loads and stores are atomic with the orderings the
+//! contract names.
+
+use std::fs::File;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+
+use vm_memory::{Bytes, FileOffset, MmapRegion, VolatileMemory, VolatileSlice};
+
+/// The mapping type of the region (no dirty bitmap).
+pub type Mem = MmapRegion<()>;
+
+/// `magic`: the bytes `V M S G` read as a little-endian u32.
+pub const MAGIC: u32 = 0x4753_4d56;
+/// `layout_version` this program writes.
+pub const LAYOUT_VERSION: u32 = 1;
+/// `header_size`: bytes of the header.
+pub const HEADER_SIZE: usize = 0x40;
+/// Rings start on multiples of this (one cache line).
+pub const RING_ALIGN: usize = 64;
+/// Smallest allowed `slot_size`.
+pub const MIN_SLOT_SIZE: u32 = 64;
+/// Smallest valid message: the common header.
+pub const MIN_MESSAGE: usize = 8;
+/// Byte offset of `msg_size` in a message.
+const MSG_SIZE_OFFSET: usize = 6;
+/// Default upper limit for the slot count picked from the region size.
+pub const DEFAULT_MAX_SLOTS: u32 = 1024;
+
+/// Header field offsets.
+pub mod hdr {
+    /// u32 magic.
+    pub const MAGIC: usize = 0x00;
+    /// u32 layout_version.
+    pub const LAYOUT_VERSION: usize = 0x04;
+    /// u32 header_size.
+    pub const HEADER_SIZE: usize = 0x08;
+    /// u32 slot_size.
+    pub const SLOT_SIZE: usize = 0x0C;
+    /// u32 slot_count.
+    pub const SLOT_COUNT: usize = 0x10;
+    /// u32 offset of the driver-to-device ring.
+    pub const TO_DEVICE_OFFSET: usize = 0x14;
+    /// u32 offset of the device-to-driver ring.
+    pub const TO_DRIVER_OFFSET: usize = 0x18;
+    /// u32 ivshmem peer id of the device side.
+    pub const DEVICE_PEER_ID: usize = 0x1C;
+    /// u32 device_state.
+    pub const DEVICE_STATE: usize = 0x20;
+    /// u32 driver_state.
+    pub const DRIVER_STATE: usize = 0x24;
+}
+
+/// Ring field offsets, relative to the ring's start.
+pub mod ring_off {
+    /// u32 producer index, alone in its 64-byte line.
+    pub const PRODUCER: usize = 0;
+    /// u32 consumer index.
+    pub const CONSUMER: usize = 64;
+    /// u32 consumer_wants_doorbell.
+    pub const WANTS_DOORBELL: usize = 68;
+    /// First slot.
+    pub const SLOTS: usize = 128;
+}
+
+/// Values of `device_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    /// The rings are not usable (being set up, or reset after a detach).
+    NotReady = 0,
+    /// The device side serves the rings.
+    Ready = 1,
+    /// The device side is shutting down.
+    GoingAway = 2,
+}
+
+/// Values of `driver_state`.
+pub mod driver_state {
+    /// The driver side does not use the rings.
+    pub const DETACHED: u32 = 0;
+    /// The driver side uses the rings.
+    pub const ATTACHED: u32 = 1;
+}
+
+/// Why a region could not be laid out or a ring could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionError {
+    /// `slot_size` is not a multiple of 8 or below 64.
+    BadSlotSize(u32),
+    /// `slot_count` is not a power of two of at least 2.
+    BadSlotCount(u32),
+    /// The rings do not fit in the region.
+    TooSmall {
+        /// Bytes needed.
+        needed: usize,
+        /// Region size.
+        size: usize,
+    },
+    /// The region is larger than 32-bit offsets can describe.
+    TooLarge(usize),
+    /// Creating, sizing or mapping the shared-memory file failed.
+    Io(String),
+}
+
+impl std::fmt::Display for RegionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadSlotSize(s) => write!(
+                f,
+                "slot size {s} is not a multiple of 8 of at least {MIN_SLOT_SIZE}"
+            ),
+            Self::BadSlotCount(c) => {
+                write!(f, "slot count {c} is not a power of two of at least 2")
+            }
+            Self::TooSmall { needed, size } => {
+                write!(f, "shared memory of {size} bytes is too small: the header and two rings need {needed}")
+            }
+            Self::TooLarge(size) => write!(f, "shared memory of {size} bytes exceeds 4 GiB"),
+            Self::Io(e) => write!(f, "shared memory: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RegionError {}
+
+/// Where the header and rings sit in a region of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Size of the whole region.
+    pub region_size: usize,
+    /// Bytes per slot.
+    pub slot_size: u32,
+    /// Slots per ring.
+    pub slot_count: u32,
+    /// Offset of the driver-to-device ring.
+    pub to_device_offset: u32,
+    /// Offset of the device-to-driver ring.
+    pub to_driver_offset: u32,
+}
+
+fn align_up(value: usize, align: usize) -> Option<usize> {
+    value.checked_add(align - 1).map(|v| v & !(align - 1))
+}
+
+impl Geometry {
+    /// Bytes one ring occupies.
+    pub fn ring_bytes(slot_size: u32, slot_count: u32) -> Option<usize> {
+        usize::try_from(u64::from(slot_size) * u64::from(slot_count))
+            .ok()?
+            .checked_add(ring_off::SLOTS)
+    }
+
+    /// Lays out a region of `region_size` bytes with `slot_size`-byte slots; with no
+    /// `slot_count`, picks the largest power of two (at most [`DEFAULT_MAX_SLOTS`]) that fits.
+    pub fn new(
+        region_size: usize,
+        slot_size: u32,
+        slot_count: Option<u32>,
+    ) -> Result<Self, RegionError> {
+        if slot_size < MIN_SLOT_SIZE || slot_size % 8 != 0 {
+            return Err(RegionError::BadSlotSize(slot_size));
+        }
+        if u32::try_from(region_size).is_err() {
+            return Err(RegionError::TooLarge(region_size));
+        }
+        let count = match slot_count {
+            Some(c) => {
+                if c < 2 || !c.is_power_of_two() {
+                    return Err(RegionError::BadSlotCount(c));
+                }
+                c
+            }
+            None => {
+                let mut c = DEFAULT_MAX_SLOTS;
+                while c > 2 && Self::layout(region_size, slot_size, c).is_err() {
+                    c /= 2;
+                }
+                c
+            }
+        };
+        Self::layout(region_size, slot_size, count)
+    }
+
+    fn layout(region_size: usize, slot_size: u32, slot_count: u32) -> Result<Self, RegionError> {
+        let ring =
+            Self::ring_bytes(slot_size, slot_count).ok_or(RegionError::TooLarge(usize::MAX))?;
+        let to_device = HEADER_SIZE;
+        let to_driver =
+            align_up(to_device + ring, RING_ALIGN).ok_or(RegionError::TooLarge(usize::MAX))?;
+        let end = to_driver
+            .checked_add(ring)
+            .ok_or(RegionError::TooLarge(usize::MAX))?;
+        if end > region_size {
+            return Err(RegionError::TooSmall {
+                needed: end,
+                size: region_size,
+            });
+        }
+        let to_device_offset = u32::try_from(to_device).map_err(|_| RegionError::TooLarge(end))?;
+        let to_driver_offset = u32::try_from(to_driver).map_err(|_| RegionError::TooLarge(end))?;
+        Ok(Self {
+            region_size,
+            slot_size,
+            slot_count,
+            to_device_offset,
+            to_driver_offset,
+        })
+    }
+}
+
+/// The mapped region, owner of the shared-memory file handed to every client.
+pub struct Region {
+    mem: Arc<Mem>,
+    file: File,
+    geometry: Geometry,
+}
+
+impl Region {
+    /// Creates an anonymous shared-memory file (memfd) of the geometry's size and maps it.
+    pub fn create(geometry: Geometry) -> Result<Self, RegionError> {
+        let fd = nix::sys::memfd::memfd_create(c"vmsg-shm", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| RegionError::Io(format!("memfd_create: {e}")))?;
+        let file = File::from(fd);
+        Self::from_file(file, geometry)
+    }
+
+    /// Maps `file` (resized to the geometry's size) as the region.
+    pub fn from_file(file: File, geometry: Geometry) -> Result<Self, RegionError> {
+        let size = u64::try_from(geometry.region_size)
+            .map_err(|_| RegionError::TooLarge(geometry.region_size))?;
+        file.set_len(size)
+            .map_err(|e| RegionError::Io(format!("resizing to {size} bytes: {e}")))?;
+        let map_file = file
+            .try_clone()
+            .map_err(|e| RegionError::Io(format!("dup: {e}")))?;
+        let mem = Mem::from_file(FileOffset::new(map_file, 0), geometry.region_size)
+            .map_err(|e| RegionError::Io(format!("mmap: {e}")))?;
+        Ok(Self {
+            mem: Arc::new(mem),
+            file,
+            geometry,
+        })
+    }
+
+    /// Returns the shared-memory file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Returns the layout.
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    fn slice(&self) -> VolatileSlice<'_> {
+        self.mem.as_volatile_slice()
+    }
+
+    fn store(&self, offset: usize, value: u32, order: Ordering) {
+        // Offsets are constants inside the header, which every geometry leaves in bounds.
+        if let Err(e) = self.slice().store(value, offset, order) {
+            log::error!("region store at {offset:#x}: {e}");
+        }
+    }
+
+    fn load(&self, offset: usize, order: Ordering) -> u32 {
+        self.slice().load(offset, order).unwrap_or_else(|e| {
+            log::error!("region load at {offset:#x}: {e}");
+            0
+        })
+    }
+
+    /// Writes the whole region: zeroes, the header, empty rings, and last `device_state`
+    /// = ready (release), as the contract requires before a client is accepted.
+    pub fn initialise(&self, device_peer_id: u32) {
+        self.store(
+            hdr::DEVICE_STATE,
+            DeviceState::NotReady as u32,
+            Ordering::SeqCst,
+        );
+        let zeros = vec![0u8; self.geometry.region_size];
+        if let Err(e) = self.slice().write_slice(&zeros, 0) {
+            log::error!("zeroing the region: {e}");
+        }
+        let g = self.geometry;
+        self.store(hdr::MAGIC, MAGIC, Ordering::Relaxed);
+        self.store(hdr::LAYOUT_VERSION, LAYOUT_VERSION, Ordering::Relaxed);
+        self.store(hdr::HEADER_SIZE, HEADER_SIZE as u32, Ordering::Relaxed);
+        self.store(hdr::SLOT_SIZE, g.slot_size, Ordering::Relaxed);
+        self.store(hdr::SLOT_COUNT, g.slot_count, Ordering::Relaxed);
+        self.store(hdr::TO_DEVICE_OFFSET, g.to_device_offset, Ordering::Relaxed);
+        self.store(hdr::TO_DRIVER_OFFSET, g.to_driver_offset, Ordering::Relaxed);
+        self.store(hdr::DEVICE_PEER_ID, device_peer_id, Ordering::Relaxed);
+        self.store(hdr::DRIVER_STATE, driver_state::DETACHED, Ordering::Relaxed);
+        self.reset_rings();
+        self.set_device_state(DeviceState::Ready);
+    }
+
+    /// Empties both rings: indices 0 and `consumer_wants_doorbell` 1.
+    pub fn reset_rings(&self) {
+        self.to_device().reset();
+        self.to_driver().reset();
+        fence(Ordering::SeqCst);
+    }
+
+    /// Stores `device_state` (release, followed by a full barrier).
+    pub fn set_device_state(&self, state: DeviceState) {
+        self.store(hdr::DEVICE_STATE, state as u32, Ordering::Release);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Loads `device_state`.
+    pub fn device_state(&self) -> u32 {
+        self.load(hdr::DEVICE_STATE, Ordering::Acquire)
+    }
+
+    /// Loads `driver_state` (acquire).
+    pub fn driver_state(&self) -> u32 {
+        self.load(hdr::DRIVER_STATE, Ordering::Acquire)
+    }
+
+    /// Returns the driver-to-device ring (the device side consumes it).
+    pub fn to_device(&self) -> Ring {
+        Ring::new(
+            Arc::clone(&self.mem),
+            self.geometry.to_device_offset as usize,
+            self.geometry.slot_size,
+            self.geometry.slot_count,
+        )
+    }
+
+    /// Returns the device-to-driver ring (the device side produces into it).
+    pub fn to_driver(&self) -> Ring {
+        Ring::new(
+            Arc::clone(&self.mem),
+            self.geometry.to_driver_offset as usize,
+            self.geometry.slot_size,
+            self.geometry.slot_count,
+        )
+    }
+}
+
+/// Why a ring operation did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingError {
+    /// `producer - consumer` exceeds `slot_count`: someone wrote a bad index.
+    Corrupt {
+        /// Producer index loaded.
+        producer: u32,
+        /// Consumer index loaded.
+        consumer: u32,
+    },
+    /// Every slot is taken; retry once the consumer has caught up.
+    Full,
+    /// The message does not fit a slot or is shorter than a header.
+    BadLength(usize),
+}
+
+impl std::fmt::Display for RingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Corrupt { producer, consumer } => {
+                write!(f, "ring corrupt: producer {producer} consumer {consumer}")
+            }
+            Self::Full => write!(f, "ring full"),
+            Self::BadLength(n) => write!(f, "message of {n} bytes does not fit a slot"),
+        }
+    }
+}
+
+impl std::error::Error for RingError {}
+
+/// What [`Ring::pop`] took out of the ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Popped {
+    /// A message of valid size, now in the caller's buffer.
+    Message,
+    /// A slot whose `msg_size` is outside 8..=slot_size; it was skipped.
+    BadSize(u16),
+}
+
+/// One ring of the region, usable in either role.
+#[derive(Clone)]
+pub struct Ring {
+    mem: Arc<Mem>,
+    base: usize,
+    slot_size: u32,
+    slot_count: u32,
+}
+
+impl Ring {
+    /// A ring at `base` of `mem`. The geometry has been checked against the mapping.
+    pub fn new(mem: Arc<Mem>, base: usize, slot_size: u32, slot_count: u32) -> Self {
+        Self {
+            mem,
+            base,
+            slot_size,
+            slot_count,
+        }
+    }
+
+    /// Slots in the ring.
+    pub fn slot_count(&self) -> u32 {
+        self.slot_count
+    }
+
+    /// Bytes per slot.
+    pub fn slot_size(&self) -> u32 {
+        self.slot_size
+    }
+
+    fn slice(&self) -> VolatileSlice<'_> {
+        self.mem.as_volatile_slice()
+    }
+
+    fn load(&self, field: usize, order: Ordering) -> u32 {
+        self.slice()
+            .load(self.base + field, order)
+            .unwrap_or_else(|e| {
+                log::error!("ring load at {:#x}: {e}", self.base + field);
+                0
+            })
+    }
+
+    fn store(&self, field: usize, value: u32, order: Ordering) {
+        if let Err(e) = self.slice().store(value, self.base + field, order) {
+            log::error!("ring store at {:#x}: {e}", self.base + field);
+        }
+    }
+
+    fn slot_offset(&self, index: u32) -> usize {
+        let slot = (index & (self.slot_count - 1)) as usize;
+        self.base + ring_off::SLOTS + slot * self.slot_size as usize
+    }
+
+    /// Loads the producer index (acquire).
+    pub fn producer(&self) -> u32 {
+        self.load(ring_off::PRODUCER, Ordering::Acquire)
+    }
+
+    /// Loads the consumer index (acquire).
+    pub fn consumer(&self) -> u32 {
+        self.load(ring_off::CONSUMER, Ordering::Acquire)
+    }
+
+    /// Loads `consumer_wants_doorbell`.
+    pub fn wants_doorbell(&self) -> bool {
+        self.load(ring_off::WANTS_DOORBELL, Ordering::Relaxed) == 1
+    }
+
+    /// Empties the ring: both indices 0, `consumer_wants_doorbell` 1.
+    pub fn reset(&self) {
+        self.store(ring_off::PRODUCER, 0, Ordering::Relaxed);
+        self.store(ring_off::CONSUMER, 0, Ordering::Relaxed);
+        self.store(ring_off::WANTS_DOORBELL, 1, Ordering::Relaxed);
+    }
+
+    fn count(&self, producer: u32, consumer: u32) -> Result<u32, RingError> {
+        let n = producer.wrapping_sub(consumer);
+        if n > self.slot_count {
+            Err(RingError::Corrupt { producer, consumer })
+        } else {
+            Ok(n)
+        }
+    }
+
+    /// Consumer: the number of messages waiting, checked against the ring size.
+    pub fn pending(&self) -> Result<u32, RingError> {
+        let producer = self.producer();
+        let consumer = self.load(ring_off::CONSUMER, Ordering::Relaxed);
+        self.count(producer, consumer)
+    }
+
+    /// Consumer: copies the next message into `buf` and releases its slot.
+    ///
+    /// Returns `Ok(None)` on an empty ring. A slot whose `msg_size` is out of range is
+    /// consumed and reported as [`Popped::BadSize`] with `buf` empty.
+    pub fn pop(&self, buf: &mut Vec<u8>) -> Result<Option<Popped>, RingError> {
+        buf.clear();
+        let producer = self.producer();
+        let consumer = self.load(ring_off::CONSUMER, Ordering::Relaxed);
+        if self.count(producer, consumer)? == 0 {
+            return Ok(None);
+        }
+        let slot = self.slot_offset(consumer);
+        let mut header = [0u8; MIN_MESSAGE];
+        let read = self.slice().read_slice(&mut header, slot);
+        let msg_size = u16::from_le_bytes([header[MSG_SIZE_OFFSET], header[MSG_SIZE_OFFSET + 1]]);
+        let popped = if read.is_err()
+            || usize::from(msg_size) < MIN_MESSAGE
+            || u32::from(msg_size) > self.slot_size
+        {
+            Popped::BadSize(msg_size)
+        } else {
+            buf.resize(usize::from(msg_size), 0);
+            match self.slice().read_slice(buf, slot) {
+                Ok(()) => Popped::Message,
+                Err(e) => {
+                    log::error!("reading slot at {slot:#x}: {e}");
+                    buf.clear();
+                    Popped::BadSize(msg_size)
+                }
+            }
+        };
+        self.store(
+            ring_off::CONSUMER,
+            consumer.wrapping_add(1),
+            Ordering::Release,
+        );
+        Ok(Some(popped))
+    }
+
+    /// Consumer: stores `consumer_wants_doorbell`.
+    pub fn set_wants_doorbell(&self, wants: bool) {
+        self.store(ring_off::WANTS_DOORBELL, u32::from(wants), Ordering::SeqCst);
+    }
+
+    /// Consumer, before sleeping: asks for a doorbell, full barrier, and reloads the
+    /// producer. Returns the number of messages that arrived meanwhile (0: safe to sleep).
+    pub fn prepare_sleep(&self) -> Result<u32, RingError> {
+        self.set_wants_doorbell(true);
+        fence(Ordering::SeqCst);
+        self.pending()
+    }
+
+    /// Producer: free slots, checked against the ring size.
+    pub fn free(&self) -> Result<u32, RingError> {
+        let producer = self.load(ring_off::PRODUCER, Ordering::Relaxed);
+        let consumer = self.consumer();
+        Ok(self.slot_count - self.count(producer, consumer)?)
+    }
+
+    /// Producer: writes `msg` into the next slot and publishes it (release).
+    ///
+    /// Does not ring anything: call [`Ring::should_ring`] after a batch of pushes.
+    pub fn push(&self, msg: &[u8]) -> Result<(), RingError> {
+        if msg.len() < MIN_MESSAGE || msg.len() > self.slot_size as usize {
+            return Err(RingError::BadLength(msg.len()));
+        }
+        let producer = self.load(ring_off::PRODUCER, Ordering::Relaxed);
+        let consumer = self.consumer();
+        if self.count(producer, consumer)? == self.slot_count {
+            return Err(RingError::Full);
+        }
+        let slot = self.slot_offset(producer);
+        if let Err(e) = self.slice().write_slice(msg, slot) {
+            log::error!("writing slot at {slot:#x}: {e}");
+        }
+        self.store(
+            ring_off::PRODUCER,
+            producer.wrapping_add(1),
+            Ordering::Release,
+        );
+        Ok(())
+    }
+
+    /// Producer, after publishing: full barrier, then whether the consumer asked for a
+    /// doorbell.
+    pub fn should_ring(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.wants_doorbell()
+    }
+
+    /// Fault injection: stores a producer index `slot_count + 5` ahead of the consumer, a
+    /// value every correct consumer must detect as corrupt.
+    pub fn corrupt_producer(&self) {
+        let consumer = self.consumer();
+        let bad = consumer.wrapping_add(self.slot_count).wrapping_add(5);
+        self.store(ring_off::PRODUCER, bad, Ordering::Release);
+        fence(Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(tag: u8, size: u16) -> Vec<u8> {
+        let mut m = vec![tag; usize::from(size)];
+        m[MSG_SIZE_OFFSET..MSG_SIZE_OFFSET + 2].copy_from_slice(&size.to_le_bytes());
+        m
+    }
+
+    fn region(slot_size: u32, slot_count: u32) -> Region {
+        let g = Geometry::new(64 * 1024, slot_size, Some(slot_count)).unwrap();
+        let r = Region::create(g).unwrap();
+        r.initialise(7);
+        r
+    }
+
+    fn raw_u32(r: &Region, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        r.slice().read_slice(&mut b, off).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn geometry_default_fits_and_is_aligned() {
+        let g = Geometry::new(1 << 20, 264, None).unwrap();
+        assert_eq!(g.slot_count, 1024);
+        assert_eq!(g.to_device_offset, 64);
+        assert_eq!(g.to_driver_offset % 64, 0);
+        assert_eq!(
+            g.to_driver_offset as usize,
+            align_up(64 + 128 + 1024 * 264, 64).unwrap()
+        );
+        assert!(g.to_driver_offset as usize + 128 + 1024 * 264 <= 1 << 20);
+    }
+
+    #[test]
+    fn geometry_shrinks_slot_count_to_fit() {
+        // 4 KiB: header 64 + two rings of 128 + n*64: n = 16 needs 64+1152+1152 = 2368.
+        let g = Geometry::new(4096, 64, None).unwrap();
+        assert_eq!(g.slot_count, 16);
+    }
+
+    #[test]
+    fn geometry_rejects_bad_values() {
+        assert_eq!(
+            Geometry::new(1 << 20, 60, None),
+            Err(RegionError::BadSlotSize(60))
+        );
+        assert_eq!(
+            Geometry::new(1 << 20, 68, None),
+            Err(RegionError::BadSlotSize(68))
+        );
+        assert_eq!(
+            Geometry::new(1 << 20, 64, Some(3)),
+            Err(RegionError::BadSlotCount(3))
+        );
+        assert_eq!(
+            Geometry::new(1 << 20, 64, Some(1)),
+            Err(RegionError::BadSlotCount(1))
+        );
+        assert!(matches!(
+            Geometry::new(512, 64, Some(2)),
+            Err(RegionError::TooSmall { .. })
+        ));
+    }
+
+    #[test]
+    fn header_bytes_match_the_contract() {
+        let r = region(64, 4);
+        let mut magic = [0u8; 4];
+        r.slice().read_slice(&mut magic, 0).unwrap();
+        assert_eq!(&magic, b"VMSG");
+        assert_eq!(raw_u32(&r, hdr::LAYOUT_VERSION), 1);
+        assert_eq!(raw_u32(&r, hdr::HEADER_SIZE), 0x40);
+        assert_eq!(raw_u32(&r, hdr::SLOT_SIZE), 64);
+        assert_eq!(raw_u32(&r, hdr::SLOT_COUNT), 4);
+        assert_eq!(raw_u32(&r, hdr::TO_DEVICE_OFFSET), 64);
+        assert_eq!(raw_u32(&r, hdr::TO_DRIVER_OFFSET), 64 + 128 + 256);
+        assert_eq!(raw_u32(&r, hdr::DEVICE_PEER_ID), 7);
+        assert_eq!(raw_u32(&r, hdr::DEVICE_STATE), 1);
+        assert_eq!(raw_u32(&r, hdr::DRIVER_STATE), 0);
+        for off in (0x28..0x40).step_by(4) {
+            assert_eq!(raw_u32(&r, off), 0, "reserved word at {off:#x}");
+        }
+        // Both rings start empty with the consumer asking for doorbells.
+        for base in [64usize, 448] {
+            assert_eq!(raw_u32(&r, base + ring_off::PRODUCER), 0);
+            assert_eq!(raw_u32(&r, base + ring_off::CONSUMER), 0);
+            assert_eq!(raw_u32(&r, base + ring_off::WANTS_DOORBELL), 1);
+        }
+    }
+
+    #[test]
+    fn push_pop_round_trip_in_order() {
+        let r = region(64, 4);
+        let ring = r.to_device();
+        ring.push(&msg(1, 8)).unwrap();
+        ring.push(&msg(2, 64)).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(ring.pop(&mut buf).unwrap(), Some(Popped::Message));
+        assert_eq!(buf, msg(1, 8));
+        assert_eq!(ring.pop(&mut buf).unwrap(), Some(Popped::Message));
+        assert_eq!(buf, msg(2, 64));
+        assert_eq!(ring.pop(&mut buf).unwrap(), None);
+        assert_eq!(ring.producer(), 2);
+        assert_eq!(ring.consumer(), 2);
+    }
+
+    #[test]
+    fn full_ring_refuses_then_accepts_after_pop() {
+        let r = region(64, 4);
+        let ring = r.to_driver();
+        for i in 0..4 {
+            ring.push(&msg(i, 16)).unwrap();
+        }
+        assert_eq!(ring.free().unwrap(), 0);
+        assert_eq!(ring.push(&msg(9, 16)), Err(RingError::Full));
+        // The refused message did not touch the oldest slot.
+        let mut buf = Vec::new();
+        ring.pop(&mut buf).unwrap();
+        assert_eq!(buf, msg(0, 16));
+        ring.push(&msg(9, 16)).unwrap();
+        let mut seen = Vec::new();
+        while let Some(Popped::Message) = ring.pop(&mut buf).unwrap() {
+            seen.push(buf[0]);
+        }
+        assert_eq!(seen, vec![1, 2, 3, 9]);
+    }
+
+    #[test]
+    fn indices_wrap_around_u32() {
+        let r = region(64, 4);
+        let ring = r.to_device();
+        // Start both indices just below the 32-bit wrap.
+        let start = u32::MAX - 2;
+        ring.store(ring_off::PRODUCER, start, Ordering::Relaxed);
+        ring.store(ring_off::CONSUMER, start, Ordering::Relaxed);
+        let mut buf = Vec::new();
+        for round in 0..10u8 {
+            ring.push(&msg(round, 8 + u16::from(round))).unwrap();
+            ring.push(&msg(round + 100, 24)).unwrap();
+            assert_eq!(ring.pending().unwrap(), 2);
+            assert_eq!(ring.pop(&mut buf).unwrap(), Some(Popped::Message));
+            assert_eq!(buf, msg(round, 8 + u16::from(round)));
+            assert_eq!(ring.pop(&mut buf).unwrap(), Some(Popped::Message));
+            assert_eq!(buf, msg(round + 100, 24));
+        }
+        assert_eq!(ring.producer(), start.wrapping_add(20));
+        assert!(ring.producer() < start, "the index wrapped");
+        // Slot positions follow index & (count - 1): index 0 lands in slot 0.
+        assert_eq!(ring.slot_offset(0), 64 + 128);
+        assert_eq!(ring.slot_offset(u32::MAX), 64 + 128 + 3 * 64);
+    }
+
+    #[test]
+    fn full_ring_across_the_wrap() {
+        let r = region(64, 4);
+        let ring = r.to_device();
+        ring.store(ring_off::PRODUCER, u32::MAX - 1, Ordering::Relaxed);
+        ring.store(ring_off::CONSUMER, u32::MAX - 1, Ordering::Relaxed);
+        for i in 0..4 {
+            ring.push(&msg(i, 8)).unwrap();
+        }
+        assert_eq!(ring.producer(), 2);
+        assert_eq!(ring.pending().unwrap(), 4);
+        assert_eq!(ring.push(&msg(5, 8)), Err(RingError::Full));
+    }
+
+    #[test]
+    fn corrupt_indices_are_detected_both_ways() {
+        let r = region(64, 4);
+        let ring = r.to_device();
+        ring.store(ring_off::PRODUCER, 5, Ordering::Relaxed);
+        ring.store(ring_off::CONSUMER, 0, Ordering::Relaxed);
+        let mut buf = Vec::new();
+        assert_eq!(
+            ring.pop(&mut buf),
+            Err(RingError::Corrupt {
+                producer: 5,
+                consumer: 0
+            })
+        );
+        assert_eq!(
+            ring.pending(),
+            Err(RingError::Corrupt {
+                producer: 5,
+                consumer: 0
+            })
+        );
+        // Consumer ahead of producer is a huge wrapped count, also corrupt.
+        ring.store(ring_off::PRODUCER, 0, Ordering::Relaxed);
+        ring.store(ring_off::CONSUMER, 1, Ordering::Relaxed);
+        assert!(matches!(
+            ring.push(&msg(0, 8)),
+            Err(RingError::Corrupt { .. })
+        ));
+        assert!(matches!(ring.free(), Err(RingError::Corrupt { .. })));
+        // Exactly slot_count is full, not corrupt.
+        ring.store(ring_off::PRODUCER, 4, Ordering::Relaxed);
+        ring.store(ring_off::CONSUMER, 0, Ordering::Relaxed);
+        assert_eq!(ring.pending(), Ok(4));
+        // The fault injector's value is caught.
+        ring.reset();
+        ring.corrupt_producer();
+        assert!(matches!(ring.pending(), Err(RingError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn bad_msg_size_is_skipped_not_returned() {
+        let r = region(64, 4);
+        let ring = r.to_device();
+        let mut too_big = msg(1, 8);
+        too_big[MSG_SIZE_OFFSET..MSG_SIZE_OFFSET + 2].copy_from_slice(&65u16.to_le_bytes());
+        ring.push(&too_big).unwrap();
+        let mut too_small = msg(2, 8);
+        too_small[MSG_SIZE_OFFSET..MSG_SIZE_OFFSET + 2].copy_from_slice(&7u16.to_le_bytes());
+        ring.push(&too_small).unwrap();
+        ring.push(&msg(3, 8)).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(ring.pop(&mut buf).unwrap(), Some(Popped::BadSize(65)));
+        assert!(buf.is_empty());
+        assert_eq!(ring.pop(&mut buf).unwrap(), Some(Popped::BadSize(7)));
+        assert_eq!(ring.pop(&mut buf).unwrap(), Some(Popped::Message));
+        assert_eq!(buf, msg(3, 8));
+        assert_eq!(ring.consumer(), 3);
+    }
+
+    #[test]
+    fn push_refuses_bad_lengths() {
+        let r = region(64, 4);
+        let ring = r.to_driver();
+        assert_eq!(ring.push(&[0; 7]), Err(RingError::BadLength(7)));
+        assert_eq!(ring.push(&[0; 65]), Err(RingError::BadLength(65)));
+        assert_eq!(ring.producer(), 0);
+    }
+
+    #[test]
+    fn doorbell_suppression() {
+        let r = region(64, 4);
+        let ring = r.to_driver();
+        // Fresh ring: the consumer wants a doorbell.
+        ring.push(&msg(1, 8)).unwrap();
+        assert!(ring.should_ring());
+        // A busy consumer clears the flag: the producer must stay quiet.
+        ring.set_wants_doorbell(false);
+        ring.push(&msg(2, 8)).unwrap();
+        assert!(!ring.should_ring());
+        // The busy consumer drains, then prepares to sleep: it sees nothing left.
+        let mut buf = Vec::new();
+        while ring.pop(&mut buf).unwrap().is_some() {}
+        assert_eq!(ring.prepare_sleep().unwrap(), 0);
+        assert!(ring.wants_doorbell());
+        // A message published while the consumer was busy is caught by the recheck.
+        ring.set_wants_doorbell(false);
+        ring.push(&msg(3, 8)).unwrap();
+        assert!(!ring.should_ring());
+        assert_eq!(ring.prepare_sleep().unwrap(), 1);
+        // And once asleep the producer rings again.
+        ring.pop(&mut buf).unwrap();
+        ring.push(&msg(4, 8)).unwrap();
+        assert!(ring.should_ring());
+    }
+
+    #[test]
+    fn reset_rings_keeps_header() {
+        let r = region(64, 4);
+        r.to_device().push(&msg(1, 8)).unwrap();
+        r.to_driver().set_wants_doorbell(false);
+        r.reset_rings();
+        assert_eq!(r.to_device().pending().unwrap(), 0);
+        assert_eq!(r.to_device().producer(), 0);
+        assert!(r.to_driver().wants_doorbell());
+        assert_eq!(raw_u32(&r, hdr::MAGIC), MAGIC);
+    }
+}

@@ -1,0 +1,745 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The transport side of one device: device info, feature blocks, config space, device
+//! status (with FEATURES_OK acceptance), virtqueue setup, shared memory regions and
+//! notifications, answering the transport messages of revision 1.
+
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
+    VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1,
+};
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_msg_codec::chunk::config_data_capacity;
+use virtio_msg_codec::transport::{
+    max_feature_blocks, DeviceInfo, ShmRegion, TransportMessage, VqueueInfo, VqueueSetup,
+    VQUEUE_INFO_ENABLED, VQUEUE_SET_DISABLE, VQUEUE_SET_ENABLE, VQUEUE_SET_ENABLE_MASK,
+    VQUEUE_SET_IGNORE_DESC_ADDR, VQUEUE_SET_IGNORE_DEVICE_ADDR, VQUEUE_SET_IGNORE_DRIVER_ADDR,
+    VQUEUE_SET_IGNORE_SIZE, VQUEUE_SET_KEEP,
+};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestAddress;
+use zerocopy::little_endian::U32;
+
+use crate::devices::{DeviceError, GuestMemory, VirtioDevice, QUEUE_MAX_SIZE};
+
+/// Vendor id reported in GET_DEVICE_INFO (the virtio PCI vendor).
+pub const VENDOR_ID: u32 = 0x1af4;
+
+/// Feature bits every device offers on top of its class bits.
+pub const COMMON_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
+    | (1 << VIRTIO_F_RING_RESET)
+    | (1 << VIRTIO_RING_F_EVENT_IDX)
+    | (1 << VIRTIO_RING_F_INDIRECT_DESC);
+
+/// Feature blocks every device reports (64 feature bits).
+pub const FEATURE_BLOCKS: u32 = 2;
+
+/// What the bus instance lends to a transport message.
+pub struct Ctx<'a> {
+    /// Guest RAM, once mapped.
+    pub mem: Option<&'a GuestMemory>,
+    /// Negotiated maximum message size.
+    pub max_msg_size: u16,
+    /// Whether the strict config generation profile was negotiated.
+    pub strict_generation: bool,
+}
+
+/// The transport state of one device.
+pub struct TransportDevice {
+    device: Box<dyn VirtioDevice>,
+    status: u32,
+    driver_features: Vec<u32>,
+    negotiated: u64,
+    generation: u32,
+    queues: Vec<Queue>,
+}
+
+fn new_queues(count: usize) -> Result<Vec<Queue>, DeviceError> {
+    (0..count)
+        .map(|_| Queue::new(QUEUE_MAX_SIZE).map_err(DeviceError::from))
+        .collect()
+}
+
+impl TransportDevice {
+    /// Wraps `device` in a freshly reset transport.
+    pub fn new(device: Box<dyn VirtioDevice>) -> Result<Self, DeviceError> {
+        let queues = new_queues(device.num_queues())?;
+        Ok(Self {
+            device,
+            status: 0,
+            driver_features: Vec::new(),
+            negotiated: 0,
+            generation: 0,
+            queues,
+        })
+    }
+
+    /// The device class.
+    pub fn device(&self) -> &dyn VirtioDevice {
+        self.device.as_ref()
+    }
+
+    /// Current device status.
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+
+    /// Features the device offers.
+    pub fn offered_features(&self) -> u64 {
+        self.device.device_features() | COMMON_FEATURES
+    }
+
+    /// Features accepted at FEATURES_OK.
+    pub fn negotiated_features(&self) -> u64 {
+        self.negotiated
+    }
+
+    /// The GET_DEVICE_INFO answer.
+    pub fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            device_id: self.device.device_id(),
+            vendor_id: VENDOR_ID,
+            device_uuid: [0; 16],
+            num_feature_blocks: FEATURE_BLOCKS,
+            config_size: u32::try_from(self.device.config().len()).unwrap_or(u32::MAX),
+            max_virtqueues: u32::try_from(self.queues.len()).unwrap_or(u32::MAX),
+            admin_vq_start: 0,
+            admin_vq_count: 0,
+        }
+    }
+
+    /// Device reset: status 0, features forgotten, every queue reset.
+    pub fn reset(&mut self) {
+        self.status = 0;
+        self.driver_features.clear();
+        self.negotiated = 0;
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.device.reset();
+    }
+
+    fn driver_features_u64(&self) -> u64 {
+        let low = self.driver_features.first().copied().unwrap_or(0);
+        let high = self.driver_features.get(1).copied().unwrap_or(0);
+        u64::from(low) | (u64::from(high) << 32)
+    }
+
+    fn features_acceptable(&self) -> Result<(), String> {
+        if self.driver_features.iter().skip(2).any(|b| *b != 0) {
+            return Err("driver set feature bits past bit 63".into());
+        }
+        let wanted = self.driver_features_u64();
+        let extra = wanted & !self.offered_features();
+        if extra != 0 {
+            return Err(format!("driver accepted features not offered: {extra:#x}"));
+        }
+        if wanted & (1 << VIRTIO_F_VERSION_1) == 0 {
+            return Err("driver did not accept VIRTIO_F_VERSION_1".into());
+        }
+        Ok(())
+    }
+
+    fn set_status(&mut self, new: u32) -> u32 {
+        if new == 0 {
+            self.reset();
+            return 0;
+        }
+        let old = self.status;
+        let mut status = new;
+        if old & !new & !VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
+            log::warn!(
+                "{}: driver cleared status bits {:#x}",
+                self.device.name(),
+                old & !new
+            );
+        }
+        if status & VIRTIO_CONFIG_S_FEATURES_OK != 0 && old & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
+            match self.features_acceptable() {
+                Ok(()) => {
+                    self.negotiated = self.driver_features_u64();
+                    log::debug!(
+                        "{}: features {:#x} accepted",
+                        self.device.name(),
+                        self.negotiated
+                    );
+                }
+                Err(why) => {
+                    log::warn!("{}: FEATURES_OK refused: {why}", self.device.name());
+                    status &= !VIRTIO_CONFIG_S_FEATURES_OK;
+                }
+            }
+        }
+        if status & VIRTIO_CONFIG_S_DRIVER_OK != 0 && old & VIRTIO_CONFIG_S_DRIVER_OK == 0 {
+            if status & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
+                log::warn!("{}: DRIVER_OK without FEATURES_OK", self.device.name());
+            }
+            self.device.activate(self.negotiated);
+        }
+        status |= old & VIRTIO_CONFIG_S_NEEDS_RESET;
+        self.status = status;
+        status
+    }
+
+    fn set_driver_features(&mut self, block_index: u32, blocks: &[U32]) {
+        if self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
+            log::warn!(
+                "{}: SET_DRIVER_FEATURES after FEATURES_OK ignored",
+                self.device.name()
+            );
+            return;
+        }
+        let Some(end) = usize::try_from(block_index)
+            .ok()
+            .and_then(|start| start.checked_add(blocks.len()))
+            .filter(|end| *end <= 64)
+        else {
+            log::warn!("{}: feature blocks out of range", self.device.name());
+            return;
+        };
+        if self.driver_features.len() < end {
+            self.driver_features.resize(end, 0);
+        }
+        for (i, b) in blocks.iter().enumerate() {
+            self.driver_features[block_index as usize + i] = b.get();
+        }
+    }
+
+    fn device_feature_blocks(
+        &self,
+        block_index: u32,
+        num_blocks: u32,
+        max_msg_size: u16,
+    ) -> Vec<U32> {
+        let offered = self.offered_features();
+        let n = num_blocks.min(max_feature_blocks(max_msg_size));
+        (0..n)
+            .map(|i| {
+                let word = match block_index.checked_add(i) {
+                    Some(0) => offered as u32,
+                    Some(1) => (offered >> 32) as u32,
+                    _ => 0,
+                };
+                U32::new(word)
+            })
+            .collect()
+    }
+
+    fn vqueue_info(&self, index: u32) -> VqueueInfo {
+        match self.queues.get(index as usize) {
+            Some(q) => VqueueInfo {
+                index,
+                max_size: u32::from(q.max_size()),
+                cur_size: u32::from(q.size()),
+                flags: if q.ready() { VQUEUE_INFO_ENABLED } else { 0 },
+                desc_addr: q.desc_table(),
+                driver_addr: q.avail_ring(),
+                device_addr: q.used_ring(),
+            },
+            None => VqueueInfo {
+                index,
+                ..VqueueInfo::default()
+            },
+        }
+    }
+
+    fn set_vqueue(&mut self, s: &VqueueSetup, mem: Option<&GuestMemory>) {
+        let name = self.device.name();
+        let event_idx = self.negotiated & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
+        let Some(q) = self.queues.get_mut(s.index as usize) else {
+            log::warn!("{name}: SET_VQUEUE for missing queue {}", s.index);
+            return;
+        };
+        if s.flags & VQUEUE_SET_IGNORE_SIZE == 0 {
+            let result = u16::try_from(s.size)
+                .map_err(|_| virtio_queue::Error::InvalidSize)
+                .and_then(|size| q.try_set_size(size));
+            if let Err(e) = result {
+                log::warn!("{name}: queue {} size {}: {e}", s.index, s.size);
+            }
+        }
+        let results = [
+            (VQUEUE_SET_IGNORE_DESC_ADDR, "descriptor area", s.desc_addr),
+            (VQUEUE_SET_IGNORE_DRIVER_ADDR, "driver area", s.driver_addr),
+            (VQUEUE_SET_IGNORE_DEVICE_ADDR, "device area", s.device_addr),
+        ];
+        for (ignore, what, addr) in results {
+            if s.flags & ignore != 0 {
+                continue;
+            }
+            let r = match ignore {
+                VQUEUE_SET_IGNORE_DESC_ADDR => q.try_set_desc_table_address(GuestAddress(addr)),
+                VQUEUE_SET_IGNORE_DRIVER_ADDR => q.try_set_avail_ring_address(GuestAddress(addr)),
+                _ => q.try_set_used_ring_address(GuestAddress(addr)),
+            };
+            if let Err(e) = r {
+                log::warn!("{name}: queue {} {what} {addr:#x}: {e}", s.index);
+            }
+        }
+        match s.flags & VQUEUE_SET_ENABLE_MASK {
+            VQUEUE_SET_DISABLE => q.set_ready(false),
+            VQUEUE_SET_ENABLE => {
+                q.set_event_idx(event_idx);
+                q.set_ready(true);
+                if let Some(mem) = mem {
+                    if !q.is_valid(mem) {
+                        log::warn!(
+                            "{name}: queue {} is not in guest memory; not enabled",
+                            s.index
+                        );
+                        q.set_ready(false);
+                    }
+                }
+            }
+            VQUEUE_SET_KEEP => {}
+            other => log::warn!("{name}: SET_VQUEUE enable action {other} is reserved"),
+        }
+    }
+
+    fn fail<F: FnMut(TransportMessage<'_>)>(&mut self, why: &DeviceError, emit: &mut F) {
+        log::error!("{}: {why}; device needs reset", self.device.name());
+        self.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+        emit(TransportMessage::EventConfig {
+            device_status: self.status,
+            generation: self.generation,
+            offset: 0,
+            data: &[],
+        });
+    }
+
+    fn notify<F: FnMut(TransportMessage<'_>)>(
+        &mut self,
+        used: &[usize],
+        mem: &GuestMemory,
+        emit: &mut F,
+    ) {
+        for &index in used {
+            let Some(q) = self.queues.get_mut(index) else {
+                continue;
+            };
+            match q.needs_notification(mem) {
+                Ok(true) => emit(TransportMessage::EventUsed {
+                    vq_index: index as u32,
+                }),
+                Ok(false) => {}
+                Err(e) => log::warn!("{}: queue {index}: {e}", self.device.name()),
+            }
+        }
+    }
+
+    fn process(&mut self, index: u32, ctx: &Ctx<'_>, emit: &mut impl FnMut(TransportMessage<'_>)) {
+        let name = self.device.name();
+        if self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0 {
+            log::warn!("{name}: EVENT_AVAIL for queue {index} before DRIVER_OK ignored");
+            return;
+        }
+        if self.status & VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
+            return;
+        }
+        let Some(mem) = ctx.mem else {
+            let e = DeviceError::Io("guest memory is not mapped (--guest-memory)".into());
+            self.fail(&e, emit);
+            return;
+        };
+        let i = index as usize;
+        match self.queues.get(i) {
+            None => {
+                log::warn!("{name}: EVENT_AVAIL for missing queue {index}");
+                return;
+            }
+            Some(q) if !q.ready() => {
+                log::warn!("{name}: EVENT_AVAIL for disabled queue {index}");
+                return;
+            }
+            Some(_) => {}
+        }
+        match self.device.process_queue(i, &mut self.queues, mem) {
+            Ok(used) => self.notify(&used, mem, emit),
+            Err(e) => self.fail(&e, emit),
+        }
+    }
+
+    /// Injects host data into the device (console input).
+    pub fn inject<F: FnMut(TransportMessage<'_>)>(
+        &mut self,
+        data: &[u8],
+        ctx: &Ctx<'_>,
+        mut emit: F,
+    ) -> Result<(), DeviceError> {
+        let ready = self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0;
+        let mem = if ready { ctx.mem } else { None };
+        let used = self.device.inject(data, &mut self.queues, mem)?;
+        if let Some(mem) = mem {
+            self.notify(&used, mem, &mut emit);
+        }
+        Ok(())
+    }
+
+    /// Reads the device's host input (if its input fd is readable) and feeds it in.
+    /// Returns false once the input has ended.
+    pub fn poll_input<F: FnMut(TransportMessage<'_>)>(&mut self, ctx: &Ctx<'_>, emit: F) -> bool {
+        match self.device.read_input() {
+            Some(data) => {
+                if !data.is_empty() {
+                    if let Err(e) = self.inject(&data, ctx, emit) {
+                        log::warn!("{}: input: {e}", self.device.name());
+                    }
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The device's host input fd, for polling.
+    pub fn input_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.device.input_fd()
+    }
+
+    /// Handles one transport message addressed to this device; `emit` receives the
+    /// response (if the message has one) and any events it causes.
+    pub fn handle<F: FnMut(TransportMessage<'_>)>(
+        &mut self,
+        msg: &TransportMessage<'_>,
+        ctx: &Ctx<'_>,
+        mut emit: F,
+    ) {
+        use TransportMessage as M;
+        match *msg {
+            M::GetDeviceInfoRequest => emit(M::GetDeviceInfoResponse(self.info())),
+            M::GetDeviceFeaturesRequest {
+                block_index,
+                num_blocks,
+            } => {
+                let blocks = self.device_feature_blocks(block_index, num_blocks, ctx.max_msg_size);
+                emit(M::GetDeviceFeaturesResponse {
+                    block_index,
+                    features: &blocks,
+                });
+            }
+            M::SetDriverFeaturesRequest {
+                block_index,
+                features,
+            } => {
+                self.set_driver_features(block_index, features);
+                emit(M::SetDriverFeaturesResponse);
+            }
+            M::GetConfigRequest { offset, length } => {
+                let config = self.device.config();
+                let start = (offset as usize).min(config.len());
+                let cap = config_data_capacity(ctx.max_msg_size);
+                let end = start
+                    .saturating_add(length as usize)
+                    .min(config.len())
+                    .min(start + cap);
+                if end - start < length as usize {
+                    log::debug!(
+                        "{}: GET_CONFIG {offset}+{length} answered with {} byte(s)",
+                        self.device.name(),
+                        end - start
+                    );
+                }
+                emit(M::GetConfigResponse {
+                    generation: self.generation,
+                    offset,
+                    data: &config[start..end],
+                });
+            }
+            M::SetConfigRequest {
+                generation,
+                offset,
+                data,
+            } => {
+                let config_len = self.device.config().len();
+                let in_range = (offset as usize)
+                    .checked_add(data.len())
+                    .is_some_and(|end| end <= config_len);
+                let stale = ctx.strict_generation && generation != self.generation;
+                let applied = !data.is_empty()
+                    && in_range
+                    && !stale
+                    && self.device.write_config(offset, data);
+                if !applied {
+                    log::debug!(
+                        "{}: SET_CONFIG {offset}+{} not applied",
+                        self.device.name(),
+                        data.len()
+                    );
+                }
+                emit(M::SetConfigResponse {
+                    generation: self.generation,
+                    offset,
+                    length: if applied { data.len() as u32 } else { 0 },
+                });
+            }
+            M::GetDeviceStatusRequest => emit(M::GetDeviceStatusResponse {
+                status: self.status,
+            }),
+            M::SetDeviceStatusRequest { status } => {
+                let status = self.set_status(status);
+                emit(M::SetDeviceStatusResponse { status });
+            }
+            M::GetVqueueRequest { index } => emit(M::GetVqueueResponse(self.vqueue_info(index))),
+            M::SetVqueueRequest(ref setup) => {
+                self.set_vqueue(setup, ctx.mem);
+                emit(M::SetVqueueResponse);
+            }
+            M::ResetVqueueRequest { index } => {
+                if self.negotiated & (1 << VIRTIO_F_RING_RESET) == 0 {
+                    log::warn!(
+                        "{}: RESET_VQUEUE without VIRTIO_F_RING_RESET",
+                        self.device.name()
+                    );
+                }
+                match self.queues.get_mut(index as usize) {
+                    Some(q) => q.reset(),
+                    None => log::warn!(
+                        "{}: RESET_VQUEUE for missing queue {index}",
+                        self.device.name()
+                    ),
+                }
+                emit(M::ResetVqueueResponse);
+            }
+            M::GetShmRequest { shmid } => emit(M::GetShmResponse(ShmRegion {
+                shmid,
+                length: 0,
+                address: 0,
+            })),
+            M::EventAvail { vq_index, .. } => self.process(vq_index, ctx, &mut emit),
+            ref other => log::warn!(
+                "{}: unexpected transport message {:#04x} from the driver dropped",
+                self.device.name(),
+                other.msg_id()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::rng::Rng;
+    use virtio_bindings::virtio_config::{VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER};
+    use virtio_msg_codec::transport::DeviceInfo;
+
+    fn ctx() -> Ctx<'static> {
+        Ctx {
+            mem: None,
+            max_msg_size: 264,
+            strict_generation: false,
+        }
+    }
+
+    fn rng() -> TransportDevice {
+        TransportDevice::new(Box::new(Rng::new(None).unwrap())).unwrap()
+    }
+
+    /// Runs one request and returns a debug rendering of every emitted message.
+    fn run(dev: &mut TransportDevice, msg: TransportMessage<'_>, ctx: &Ctx<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        dev.handle(&msg, ctx, |m| out.push(format!("{m:?}")));
+        out
+    }
+
+    #[test]
+    fn device_info_of_rng() {
+        let dev = rng();
+        assert_eq!(
+            dev.info(),
+            DeviceInfo {
+                device_id: 4,
+                vendor_id: VENDOR_ID,
+                device_uuid: [0; 16],
+                num_feature_blocks: 2,
+                config_size: 0,
+                max_virtqueues: 1,
+                admin_vq_start: 0,
+                admin_vq_count: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn feature_blocks_past_the_device_are_zero() {
+        let dev = rng();
+        let blocks = dev.device_feature_blocks(0, 4, 264);
+        let words: Vec<u32> = blocks.iter().map(|b| b.get()).collect();
+        assert_eq!(
+            words,
+            vec![COMMON_FEATURES as u32, (COMMON_FEATURES >> 32) as u32, 0, 0]
+        );
+        // A message of 24 bytes holds two blocks only.
+        assert_eq!(dev.device_feature_blocks(0, 4, 24).len(), 2);
+        let high = dev.device_feature_blocks(1, 1, 264);
+        assert_eq!(high[0].get(), 1 | (1 << (VIRTIO_F_RING_RESET - 32)));
+    }
+
+    fn negotiate(dev: &mut TransportDevice, features: u64) -> u32 {
+        let blocks = [U32::new(features as u32), U32::new((features >> 32) as u32)];
+        run(
+            dev,
+            TransportMessage::SetDriverFeaturesRequest {
+                block_index: 0,
+                features: &blocks,
+            },
+            &ctx(),
+        );
+        dev.set_status(
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK,
+        )
+    }
+
+    #[test]
+    fn features_ok_accepts_a_subset_with_version_1() {
+        let mut dev = rng();
+        let status = negotiate(
+            &mut dev,
+            1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_RING_F_EVENT_IDX,
+        );
+        assert_ne!(status & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        assert_eq!(
+            dev.negotiated_features(),
+            1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_RING_F_EVENT_IDX
+        );
+    }
+
+    #[test]
+    fn features_ok_refused_for_unoffered_bits_or_legacy() {
+        let mut dev = rng();
+        let status = negotiate(&mut dev, 1 << VIRTIO_F_VERSION_1 | 1 << 5);
+        assert_eq!(status & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        assert_eq!(dev.status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        dev.reset();
+        let status = negotiate(&mut dev, 1 << VIRTIO_RING_F_EVENT_IDX);
+        assert_eq!(status & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+    }
+
+    #[test]
+    fn status_zero_resets_everything() {
+        let mut dev = rng();
+        negotiate(&mut dev, 1 << VIRTIO_F_VERSION_1);
+        let setup = VqueueSetup {
+            index: 0,
+            flags: VQUEUE_SET_ENABLE,
+            size: 64,
+            desc_addr: 0x1000,
+            driver_addr: 0x2000,
+            device_addr: 0x3000,
+        };
+        run(&mut dev, TransportMessage::SetVqueueRequest(setup), &ctx());
+        let info = dev.vqueue_info(0);
+        assert_eq!(
+            (info.cur_size, info.flags, info.desc_addr),
+            (64, VQUEUE_INFO_ENABLED, 0x1000)
+        );
+        let out = run(
+            &mut dev,
+            TransportMessage::SetDeviceStatusRequest { status: 0 },
+            &ctx(),
+        );
+        assert_eq!(
+            out,
+            vec!["SetDeviceStatusResponse { status: 0 }".to_string()]
+        );
+        let info = dev.vqueue_info(0);
+        assert_eq!((info.cur_size, info.flags), (256, 0));
+        assert_eq!(dev.negotiated_features(), 0);
+    }
+
+    #[test]
+    fn get_vqueue_of_a_missing_queue_has_max_size_zero() {
+        let dev = rng();
+        let info = dev.vqueue_info(3);
+        assert_eq!((info.index, info.max_size), (3, 0));
+        assert_eq!(dev.vqueue_info(0).max_size, 256);
+    }
+
+    #[test]
+    fn set_vqueue_rejects_bad_size_and_alignment() {
+        let mut dev = rng();
+        let setup = VqueueSetup {
+            index: 0,
+            flags: VQUEUE_SET_KEEP,
+            size: 100,
+            desc_addr: 0x1001,
+            driver_addr: 0x2000,
+            device_addr: 0x3000,
+        };
+        run(&mut dev, TransportMessage::SetVqueueRequest(setup), &ctx());
+        let info = dev.vqueue_info(0);
+        assert_eq!(info.cur_size, 256, "non power of two refused");
+        assert_ne!(info.desc_addr, 0x1001, "misaligned descriptor area refused");
+        assert_eq!(info.driver_addr, 0x2000);
+        assert_eq!(info.flags, 0);
+    }
+
+    #[test]
+    fn event_avail_without_guest_memory_needs_reset() {
+        let mut dev = rng();
+        negotiate(&mut dev, 1 << VIRTIO_F_VERSION_1);
+        dev.set_status(
+            VIRTIO_CONFIG_S_ACKNOWLEDGE
+                | VIRTIO_CONFIG_S_DRIVER
+                | VIRTIO_CONFIG_S_FEATURES_OK
+                | VIRTIO_CONFIG_S_DRIVER_OK,
+        );
+        let setup = VqueueSetup {
+            index: 0,
+            flags: VQUEUE_SET_ENABLE,
+            size: 64,
+            desc_addr: 0x1000,
+            driver_addr: 0x2000,
+            device_addr: 0x3000,
+        };
+        run(&mut dev, TransportMessage::SetVqueueRequest(setup), &ctx());
+        let out = run(
+            &mut dev,
+            TransportMessage::EventAvail {
+                vq_index: 0,
+                next_offset: 0,
+            },
+            &ctx(),
+        );
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].starts_with("EventConfig { device_status: 79"),
+            "{}",
+            out[0]
+        );
+        assert_ne!(dev.status() & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+    }
+
+    #[test]
+    fn get_config_is_clamped_to_the_space_and_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.img");
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        let blk = crate::devices::blk::Blk::open(&path, false, None).unwrap();
+        let mut dev = TransportDevice::new(Box::new(blk)).unwrap();
+        let mut lens = Vec::new();
+        let small = Ctx {
+            max_msg_size: 52,
+            ..ctx()
+        };
+        for (offset, length, c) in [
+            (0, 8, ctx()),
+            (56, 16, ctx()),
+            (100, 4, ctx()),
+            (0, 60, small),
+        ] {
+            dev.handle(
+                &TransportMessage::GetConfigRequest { offset, length },
+                &c,
+                |m| {
+                    if let TransportMessage::GetConfigResponse { data, .. } = m {
+                        lens.push(data.len());
+                        if offset == 0 && length == 8 {
+                            assert_eq!(u64::from_le_bytes(data.try_into().unwrap()), 8);
+                        }
+                    }
+                },
+            );
+        }
+        assert_eq!(lens, vec![8, 4, 0, 32]);
+    }
+}

@@ -9,6 +9,7 @@ pub mod codec;
 #[cfg(CONFIG_KUNIT)]
 #[path = "codec/kunit.rs"]
 mod codec_kunit;
+pub mod errno;
 // Generated code: which items are unused depends on the module crate that includes it, so
 // `allow` rather than `expect`.
 #[allow(

@@ -33,10 +33,7 @@ const CONFIG_READ_TRIES: u32 = 5;
 const RESET_POLLS: u32 = 100;
 const RESET_POLL_MS: i64 = 10;
 
-/// `EPROTO`: the device side broke the protocol.
-pub(crate) fn eproto() -> Error {
-    Error::from_errno(-(kernel::bindings::EPROTO as i32))
-}
+pub(crate) use crate::vmsg::errno::eproto;
 
 /// A virtio-msg device on a bus instance, as the virtio core's transport.
 #[pin_data]

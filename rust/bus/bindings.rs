@@ -51,6 +51,9 @@ unsafe extern "C" {
     ) -> *mut vmsg_bus;
 }
 unsafe extern "C" {
+    pub fn vmsg_bus_remove_all(bus: *mut vmsg_bus);
+}
+unsafe extern "C" {
     pub fn vmsg_bus_unregister(bus: *mut vmsg_bus);
 }
 unsafe extern "C" {

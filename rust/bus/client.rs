@@ -4,12 +4,18 @@
 //! events.
 
 use super::{raw, Terms};
-use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
+use core::{
+    ffi::c_void,
+    marker::PhantomData,
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
+};
 use kernel::{
     error::to_result,
     ffi::{c_int, c_uint},
     prelude::*,
     sync::Arc,
+    time::{delay::fsleep, Delta},
 };
 
 /// What the transport asks of a bus instance.
@@ -77,14 +83,22 @@ impl<T: BusOps> Table<T> {
     }
 }
 
-/// A bus instance registered with the transport; unregistered (all devices removed) on drop.
+/// A bus instance registered with the transport.
+///
+/// It can be shared (by the bus's receive path and its probe/remove path, say): calls made after
+/// [`BusRegistration::unregister`] fail with `ENODEV`, and `unregister` waits for those in flight
+/// before the transport frees the instance.
 ///
 /// # Invariants
 ///
-/// `raw` is a live instance returned by `vmsg_bus_register` for `ops`, not yet unregistered.
+/// `raw` is a live instance returned by `vmsg_bus_register` for `ops`, until `unregistered` is
+/// set and `inflight` has drained; `inflight` counts the calls that may still use `raw`.
 pub struct BusRegistration<T: BusOps> {
     raw: NonNull<raw::vmsg_bus>,
     ops: Arc<T>,
+    inflight: AtomicU32,
+    closed: AtomicBool,
+    unregistered: AtomicBool,
 }
 
 // SAFETY: The transport's exported functions may be called from any thread.
@@ -112,7 +126,13 @@ impl<T: BusOps> BusRegistration<T> {
         };
         let raw = NonNull::new(raw).ok_or(EINVAL)?;
         // INVARIANT: `raw` was just registered.
-        Ok(Self { raw, ops })
+        Ok(Self {
+            raw,
+            ops,
+            inflight: AtomicU32::new(0),
+            closed: AtomicBool::new(false),
+            unregistered: AtomicBool::new(false),
+        })
     }
 
     /// Returns the bus operations.
@@ -120,29 +140,56 @@ impl<T: BusOps> BusRegistration<T> {
         &self.ops
     }
 
+    /// Runs `f` on the live instance, unless [`BusRegistration::unregister`] closed it.
+    fn with_raw(&self, f: impl FnOnce(*mut raw::vmsg_bus) -> c_int) -> Result {
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        let r = if self.closed.load(Ordering::SeqCst) {
+            Err(ENODEV)
+        } else {
+            to_result(f(self.raw.as_ptr()))
+        };
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+
     /// Announces device `dev_num`; its driver is probed before this returns. May sleep.
     pub fn add_device(&self, dev_num: u16) -> Result {
-        // SAFETY: By the type invariant `raw` is a live instance.
-        to_result(unsafe { raw::vmsg_bus_add_device(self.raw.as_ptr(), dev_num) })
+        // SAFETY: `with_raw` passes the live instance.
+        self.with_raw(|raw| unsafe { raw::vmsg_bus_add_device(raw, dev_num) })
     }
 
     /// Withdraws device `dev_num`; its driver is removed before this returns. May sleep.
     pub fn remove_device(&self, dev_num: u16) -> Result {
-        // SAFETY: By the type invariant `raw` is a live instance.
-        to_result(unsafe { raw::vmsg_bus_remove_device(self.raw.as_ptr(), dev_num) })
+        // SAFETY: `with_raw` passes the live instance.
+        self.with_raw(|raw| unsafe { raw::vmsg_bus_remove_device(raw, dev_num) })
     }
 
     /// Hands over a message from the device side that is not a response. Any context.
     pub fn receive(&self, msg: &[u8]) -> Result {
         let len = c_uint::try_from(msg.len()).map_err(|_| EINVAL)?;
-        // SAFETY: By the type invariant `raw` is a live instance; `msg` is valid for the call.
-        to_result(unsafe { raw::vmsg_bus_receive(self.raw.as_ptr(), msg.as_ptr().cast(), len) })
+        // SAFETY: `with_raw` passes the live instance; `msg` is valid for the call.
+        self.with_raw(|raw| unsafe { raw::vmsg_bus_receive(raw, msg.as_ptr().cast(), len) })
+    }
+
+    /// Removes every device, then unregisters the instance. Events keep flowing while the
+    /// devices' drivers are removed; calls made afterwards fail. Idempotent; may sleep.
+    pub fn unregister(&self) {
+        if self.unregistered.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: By the type invariant `raw` is live; `receive` may run concurrently.
+        unsafe { raw::vmsg_bus_remove_all(self.raw.as_ptr()) };
+        self.closed.store(true, Ordering::SeqCst);
+        while self.inflight.load(Ordering::SeqCst) != 0 {
+            fsleep(Delta::from_millis(1));
+        }
+        // SAFETY: No call uses `raw` any more (closed and drained); `ops` outlives this call.
+        unsafe { raw::vmsg_bus_unregister(self.raw.as_ptr()) };
     }
 }
 
 impl<T: BusOps> Drop for BusRegistration<T> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant `raw` is live; `ops` outlives this call.
-        unsafe { raw::vmsg_bus_unregister(self.raw.as_ptr()) };
+        self.unregister();
     }
 }

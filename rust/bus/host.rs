@@ -194,6 +194,16 @@ pub unsafe fn unregister<H: Host>(bus: *mut raw::vmsg_bus) {
     instance.link.revoke();
 }
 
+/// Implements `vmsg_bus_remove_all`.
+///
+/// # Safety
+///
+/// `bus` is a live instance of [`register::<H>`].
+pub unsafe fn remove_all<H: Host>(bus: *mut raw::vmsg_bus) {
+    // SAFETY: Guaranteed by the caller.
+    unsafe { instance::<H>(bus) }.host.remove_all()
+}
+
 /// Implements `vmsg_bus_add_device`.
 ///
 /// # Safety
@@ -264,6 +274,19 @@ macro_rules! export_bus_host {
         ) {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
             unsafe { $crate::vmsg::bus::host::unregister::<$host>(bus) }
+        }
+
+        /// See `vmsg_bus_remove_all` in `virtio_msg_bus.h`.
+        ///
+        /// # Safety
+        ///
+        /// As [`remove_all`]($crate::vmsg::bus::host::remove_all) requires.
+        #[no_mangle]
+        pub(crate) unsafe extern "C" fn vmsg_bus_remove_all(
+            bus: *mut $crate::vmsg::bus::host::RawBus,
+        ) {
+            // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
+            unsafe { $crate::vmsg::bus::host::remove_all::<$host>(bus) }
         }
 
         /// See `vmsg_bus_add_device` in `virtio_msg_bus.h`.

@@ -54,7 +54,16 @@ struct vmsg_bus_ops {
  */
 struct vmsg_bus *vmsg_bus_register(struct device *parent, const struct vmsg_bus_terms *terms,
 				   const struct vmsg_bus_ops *ops, void *priv);
-/* Removes every device of the instance; no op is called after it returns. */
+/*
+ * Removes every device of the instance; the instance stays registered and
+ * vmsg_bus_receive() keeps working, so that drivers can finish their I/O.
+ */
+void vmsg_bus_remove_all(struct vmsg_bus *bus);
+/*
+ * Unregisters the instance (removing any device left). No op is called
+ * after it returns, and the bus must not call vmsg_bus_receive() once it
+ * started: call vmsg_bus_remove_all() first, then stop receiving.
+ */
 void vmsg_bus_unregister(struct vmsg_bus *bus);
 /* Announces device @dev_num; its driver is probed before this returns. May sleep. */
 int vmsg_bus_add_device(struct vmsg_bus *bus, u16 dev_num);

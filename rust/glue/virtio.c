@@ -331,26 +331,3 @@ bool vmsg_vdev_has_feature(struct vmsg_vdev *v, unsigned int bit)
 {
 	return __virtio_test_bit(&v->vdev, bit);
 }
-
-unsigned long vmsg_spin_lock_irqsave(void *lock)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave((spinlock_t *)lock, flags);
-	return flags;
-}
-
-bool vmsg_spin_trylock_irqsave(void *lock, unsigned long *flags)
-{
-	return spin_trylock_irqsave((spinlock_t *)lock, *flags);
-}
-
-void vmsg_spin_unlock_irqrestore(void *lock, unsigned long flags)
-{
-	spin_unlock_irqrestore((spinlock_t *)lock, flags);
-}
-
-bool vmsg_may_sleep(void)
-{
-	return !in_atomic() && !irqs_disabled();
-}

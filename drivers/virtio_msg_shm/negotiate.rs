@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The bus-level exchanges at probe: VERSION (with step-down) and GET_DEVICES discovery.
+
+use crate::vmsg::errno::{ebadmsg, eproto};
+use crate::{
+    link::ShmLink,
+    vmsg::{
+        bus::{client::BusOps, Terms},
+        codec::{
+            bus::{present_devices, BusMessage},
+            negotiate_max_msg_size,
+            shm::{ShmBusMessage, VersionStatus, VersionTerms},
+            BusKind, Codec, Frame, Layout, Message, MAX_MSG_SIZE,
+        },
+    },
+};
+use kernel::prelude::*;
+
+/// Transport revisions this driver implements, newest first.
+const REVISIONS: [u32; 1] = [1];
+/// Device numbers asked for per GET_DEVICES request.
+const DEVICES_WINDOW: u16 = 256;
+
+/// Sends bus request `msg` and returns the decoded response, which must answer it.
+fn bus_call<R>(
+    link: &ShmLink,
+    msg: Message<'_>,
+    take: impl FnOnce(Message<'_>) -> Option<R>,
+) -> Result<R> {
+    let codec = Codec::new(BusKind::SharedMemory);
+    let mut req = [0u8; 32];
+    let mut resp = KVec::from_elem(0u8, usize::from(MAX_MSG_SIZE), GFP_KERNEL)?;
+    let request = Frame::bus(0, msg);
+    let n = codec.encode(&request, &mut req).map_err(|_| EINVAL)?;
+    let len = link.request(req.get(..n).ok_or(EINVAL)?, &mut resp)?;
+    let frame = codec
+        .decode(resp.get(..len).ok_or(EINVAL)?)
+        .map_err(|_| ebadmsg())?;
+    if !frame.message.answers(&request.message) {
+        return Err(ebadmsg());
+    }
+    take(frame.message).ok_or(ebadmsg())
+}
+
+fn version(link: &ShmLink, proposal: VersionTerms) -> Result<(VersionStatus, VersionTerms)> {
+    bus_call(
+        link,
+        Message::Shm(ShmBusMessage::VersionRequest(proposal)),
+        |m| match m {
+            Message::Shm(ShmBusMessage::VersionResponse { terms, status }) => Some((status, terms)),
+            _ => None,
+        },
+    )
+}
+
+fn reset(link: &ShmLink) -> Result {
+    bus_call(
+        link,
+        Message::Shm(ShmBusMessage::ResetRequest),
+        |m| match m {
+            Message::Shm(ShmBusMessage::ResetResponse { status: 0 }) => Some(()),
+            _ => None,
+        },
+    )
+}
+
+/// Negotiates revision and maximum message size, newest revision first, stepping down while
+/// the device side refuses a revision. The result holds until a bus reset.
+pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
+    let mut reset_done = false;
+    let mut tried = 0;
+    let mut index = 0;
+    while let Some(&revision) = REVISIONS.get(index) {
+        let proposal = VersionTerms {
+            revision,
+            max_msg_size: our_max,
+            features: 0,
+        };
+        let (status, terms) = version(link, proposal)?;
+        tried += 1;
+        match status {
+            VersionStatus::Accepted => {
+                let max = negotiate_max_msg_size(revision, our_max, terms.max_msg_size)
+                    .filter(|m| u32::from(*m) == terms.max_msg_size);
+                let Some(max_msg_size) = max else {
+                    pr_err!(
+                        "virtio_msg_shm: device side accepted revision {revision} with max message size {}, outside what was proposed\n",
+                        terms.max_msg_size
+                    );
+                    return Err(eproto());
+                };
+                if terms.revision != revision || terms.features & !proposal.features != 0 {
+                    pr_err!("virtio_msg_shm: device side accepted other terms than proposed\n");
+                    return Err(eproto());
+                }
+                return Ok(Terms {
+                    revision,
+                    max_msg_size,
+                    features: terms.features,
+                    layout: Layout::Revision1,
+                });
+            }
+            VersionStatus::RevisionUnsupported => index += 1,
+            VersionStatus::SizeUnsupported => {
+                pr_err!("virtio_msg_shm: device side refused max message size {our_max}\n");
+                return Err(EINVAL);
+            }
+            VersionStatus::AlreadyNegotiated if !reset_done => {
+                reset(link)?;
+                reset_done = true;
+            }
+            VersionStatus::AlreadyNegotiated => return Err(eproto()),
+        }
+    }
+    pr_err!(
+        "virtio_msg_shm: device side accepted no revision (tried {tried}: {:?})\n",
+        REVISIONS
+    );
+    Err(ENODEV)
+}
+
+/// Discovers the device numbers present, window by window.
+pub(crate) fn discover(link: &ShmLink) -> Result<KVec<u16>> {
+    let mut found = KVec::new();
+    let mut offset: u16 = 0;
+    // Each window moves `offset` forward, so at most 256 windows cover all device numbers.
+    for _ in 0..=u16::MAX / DEVICES_WINDOW {
+        let req = Message::Bus(BusMessage::GetDevicesRequest {
+            offset,
+            count: DEVICES_WINDOW,
+        });
+        let next = bus_call(link, req, |m| match m {
+            Message::Bus(BusMessage::GetDevicesResponse {
+                offset: o,
+                next_offset,
+                bitmap,
+            }) if o == offset => {
+                let mut numbers = KVec::new();
+                for n in present_devices(o, bitmap) {
+                    numbers.push(n, GFP_KERNEL).ok()?;
+                }
+                Some((next_offset, numbers))
+            }
+            _ => None,
+        })?;
+        let (next_offset, numbers) = next;
+        for n in numbers.iter() {
+            found.push(*n, GFP_KERNEL)?;
+        }
+        if next_offset == 0 {
+            return Ok(found);
+        }
+        if next_offset <= offset {
+            pr_err!("virtio_msg_shm: GET_DEVICES went backwards ({offset} -> {next_offset})\n");
+            return Err(eproto());
+        }
+        offset = next_offset;
+    }
+    Err(eproto())
+}

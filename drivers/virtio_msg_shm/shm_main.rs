@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! virtio-msg shared-memory mailbox bus on QEMU's ivshmem-doorbell device.
+//!
+//! One PCI function is one bus instance: the driver checks the region the device side wrote,
+//! attaches, negotiates revision and maximum message size once (VERSION, stepping down),
+//! discovers the devices (GET_DEVICES) and hands them to the virtio-msg transport. See
+//! `Documentation/shm-bus.rst`.
+
+use kernel::{
+    device::Core,
+    irq,
+    pci,
+    prelude::*,
+    sync::Arc, //
+};
+
+#[path = "../../rust/vmsg_bus.rs"]
+pub mod vmsg;
+
+mod link;
+mod negotiate;
+mod region;
+
+use link::{RxHandler, ShmLink, REGS_SIZE};
+use vmsg::bus::client::BusRegistration;
+
+/// Per-device state, dropped in field order after `unbind`.
+struct ShmBus {
+    /// The transport side of this instance.
+    registration: Arc<BusRegistration<ShmLink>>,
+    _irq: Pin<KBox<irq::ThreadedRegistration<RxHandler>>>,
+    link: Arc<ShmLink>,
+}
+
+struct ShmDriver;
+
+kernel::pci_device_table!(
+    PCI_TABLE,
+    MODULE_PCI_TABLE,
+    <ShmDriver as pci::Driver>::IdInfo,
+    [(
+        pci::DeviceId::from_id(pci::Vendor::REDHAT_QUMRANET, 0x1110),
+        ()
+    )]
+);
+
+impl ShmDriver {
+    /// Negotiates, discovers and registers the instance's devices once attached.
+    fn bring_up(
+        pdev: &pci::Device<Core<'_>>,
+        link: &Arc<ShmLink>,
+        slot_size: u32,
+    ) -> Result<Arc<BusRegistration<ShmLink>>> {
+        let our_max = (*module_parameters::max_msg_size.value()).min(slot_size);
+        let terms = negotiate::negotiate(link, our_max)?;
+        dev_info!(
+            pdev,
+            "bus instance up: revision {}, max message {} bytes\n",
+            terms.revision,
+            terms.max_msg_size
+        );
+        let devices = negotiate::discover(link)?;
+        let registration = Arc::new(
+            BusRegistration::new(Some(pdev.as_ref()), terms, link.clone())?,
+            GFP_KERNEL,
+        )?;
+        link.set_registration(Some(registration.clone()));
+        for &n in devices.iter() {
+            if let Err(e) = registration.add_device(n) {
+                dev_warn!(pdev, "device {n} could not be added: {e:?}\n");
+            }
+        }
+        Ok(registration)
+    }
+
+    /// Maps the device, checks its region, attaches and brings the bus instance up.
+    fn probe_bus(pdev: &pci::Device<Core<'_>>) -> Result<ShmBus> {
+        pdev.enable_device_mem()?;
+        pdev.set_master();
+        let regs = pdev
+            .iomap_region_sized::<REGS_SIZE>(0, c"virtio_msg_shm/regs")?
+            .into_devres()?;
+        let shm = pdev.iomap_region(2, c"virtio_msg_shm/shm")?;
+        let len = usize::try_from(pdev.resource_len(2)?).map_err(|_| EINVAL)?;
+        let layout = region::Layout::read(&shm, len)?;
+        let shm = shm.into_devres()?;
+        let timeout = *module_parameters::request_timeout_ms.value();
+        let link = ShmLink::new(regs, shm, layout, timeout)?;
+        let msix = pci::IrqTypes::default().with(pci::IrqType::MsiX);
+        let vectors = pdev.alloc_irq_vectors(1, 1, msix)?;
+        let irq = KBox::pin_init(
+            pdev.request_threaded_irq(
+                *vectors.start(),
+                irq::Flags::TRIGGER_NONE,
+                c"virtio_msg_shm",
+                Ok::<_, Error>(RxHandler(link.clone())),
+            ),
+            GFP_KERNEL,
+        )?;
+        link.attach()?;
+        let registration = Self::bring_up(pdev, &link, layout.slot_size).inspect_err(|_| {
+            link.set_registration(None);
+            let _ = link.detach();
+        })?;
+        Ok(ShmBus {
+            registration,
+            _irq: irq,
+            link,
+        })
+    }
+}
+
+impl pci::Driver for ShmDriver {
+    type IdInfo = ();
+    type Data<'bound> = ShmBus;
+
+    const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
+
+    fn probe<'bound>(
+        pdev: &'bound pci::Device<Core<'_>>,
+        _info: &'bound Self::IdInfo,
+    ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+        Self::probe_bus(pdev)
+    }
+
+    fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        this.registration.unregister();
+        this.link.set_registration(None);
+        let _ = this.link.detach();
+        this.link.log_stats();
+    }
+}
+
+kernel::module_pci_driver! {
+    type: ShmDriver,
+    name: "virtio_msg_shm",
+    authors: ["virtio-msg-rs developers"],
+    description: "virtio-msg shared-memory mailbox bus (ivshmem-doorbell)",
+    license: "GPL",
+    params: {
+        max_msg_size: u32 {
+            default: 264,
+            description: "Largest message this driver proposes, in bytes (52-65535; capped by the region's slot size)",
+        },
+        request_timeout_ms: u32 {
+            default: 5000,
+            description: "How long a request waits for its response before the device is marked broken, in ms",
+        },
+    },
+}

@@ -9,21 +9,26 @@ out=$1; shift
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 
-mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,mnt,etc,vmsg/modules,vmsg/selftests}
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,mnt,etc,vmsg/modules,vmsg/selftests/e2e}
 cp /bin/busybox "$root/bin/busybox"
 cp "$VMSG_TOP/tests/guest/init" "$root/init"
 cp "$VMSG_TOP"/tests/selftests/*.sh "$root/vmsg/selftests/"
+cp "$VMSG_TOP"/tests/selftests/e2e/*.sh "$root/vmsg/selftests/e2e/"
 
-# Modules, and the order the guest loads them in (transport before buses).
-: >"$root/vmsg/modules/load-order"
+# Modules, and the order the guest loads them in: the transport virtio_msg
+# first, as every bus module needs its symbols; then the bus modules.
+names=()
 for ko in "$@"; do
 	cp "$ko" "$root/vmsg/modules/"
 	name=$(basename "$ko" .ko)
-	case "$name" in vmsg_harness_*) ;; *) echo "$name" >>"$root/vmsg/modules/load-order" ;; esac
+	case "$name" in vmsg_harness_*) ;; *) names+=("$name") ;; esac
 done
+printf '%s\n' "${names[@]}" | { grep -x virtio_msg || true; } >"$root/vmsg/modules/load-order"
+printf '%s\n' "${names[@]}" | { grep -vx -e virtio_msg -e '' || true; } >>"$root/vmsg/modules/load-order"
 
-# Dynamically linked programs the selftests use, with their libraries.
-for prog in ${VMSG_GUEST_PROGRAMS:-}; do
+# Dynamically linked programs the selftests use, with their libraries
+# (e2fsprogs for the end-to-end virtio-blk test).
+for prog in ${VMSG_GUEST_PROGRAMS-mke2fs e2fsck}; do
 	path=$(command -v "$prog") || die "guest program $prog not found on the host"
 	mkdir -p "$root$(dirname "$path")"
 	cp -L "$path" "$root$path"

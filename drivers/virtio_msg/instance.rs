@@ -102,6 +102,7 @@ impl<B: BusLink> Instance<B> {
     pub(crate) fn remove_device(&self, dev_num: u16) -> Result {
         let slot = self.take(dev_num).ok_or(ENOENT)?;
         slot.registration.unregister();
+        slot.device.stats.log(dev_num);
         Ok(())
     }
 
@@ -110,7 +111,10 @@ impl<B: BusLink> Instance<B> {
         loop {
             let last = self.slots.lock().pop();
             match last {
-                Some(slot) => slot.registration.unregister(),
+                Some(slot) => {
+                    slot.registration.unregister();
+                    slot.device.stats.log(slot.device.dev_num());
+                }
                 None => break,
             }
         }

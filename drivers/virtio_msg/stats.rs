@@ -3,6 +3,7 @@
 //! Per-device message statistics, kept with relaxed atomics and shown in debugfs.
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::prelude::*;
 
 /// A counter that any context may bump.
 #[derive(Default)]
@@ -39,4 +40,21 @@ pub(crate) struct Stats {
     pub(crate) generation_retries: Counter,
     /// Config reads served from the cache because the caller could not sleep.
     pub(crate) atomic_config_reads: Counter,
+}
+
+impl Stats {
+    /// Logs every counter, for a device that goes away.
+    pub(crate) fn log(&self, dev_num: u16) {
+        pr_info!(
+            "virtio-msg: device {dev_num}: requests {} responses {} events sent {} received {} timeouts {} protocol errors {} generation retries {} atomic config reads {}\n",
+            self.requests.get(),
+            self.responses.get(),
+            self.events_sent.get(),
+            self.events_received.get(),
+            self.timeouts.get(),
+            self.protocol_errors.get(),
+            self.generation_retries.get(),
+            self.atomic_config_reads.get()
+        );
+    }
 }

@@ -3,6 +3,8 @@
 #
 #   make check   build everything and run every test (what CI runs)
 #   make run     boot a guest with the modules loaded and show what they report
+#   make e2e     only the end-to-end test (virtio drivers over virtio_msg_shm
+#                against tools/vmsg-device), with its verdict
 #
 # Kbuild reads this directory's Kbuild file; this Makefile is for people.
 
@@ -13,13 +15,16 @@ CLIPPY ?=
 
 RUST_SOURCES = $(shell find drivers rust tests/harness -name '*.rs' 2>/dev/null)
 
-.PHONY: check run modules kernel setup rustfmt-check fmt fuzz clean
+.PHONY: check run e2e modules kernel setup rustfmt-check fmt fuzz clean
 
 check:
 	@scripts/check.sh
 
 run: modules
 	@scripts/run.sh "$(KBUILD)"
+
+e2e: modules
+	@KBUILD="$(KBUILD)" scripts/e2e.sh
 
 setup:
 	@scripts/setup.sh

@@ -26,6 +26,7 @@ done
 printf '%s\n' "${names[@]}" | { grep -x virtio_msg || true; } >"$root/vmsg/modules/load-order"
 printf '%s\n' "${names[@]}" | { grep -vx -e virtio_msg -e '' || true; } >>"$root/vmsg/modules/load-order"
 
+export PATH="$PATH:/usr/sbin:/sbin"
 # Dynamically linked programs the selftests use, with their libraries
 # (e2fsprogs for the end-to-end virtio-blk test).
 for prog in ${VMSG_GUEST_PROGRAMS-mke2fs e2fsck}; do

@@ -65,7 +65,7 @@ impl<B: BusLink> MsgDevice<B> {
         }
         if info.config_size > MAX_CONFIG_SIZE || info.max_virtqueues > MAX_VIRTQUEUES {
             pr_err!(
-                "virtio-msg: device {dev_num}: config size {} or {} virtqueues out of range\n",
+                "device {dev_num}: config size {} or {} virtqueues out of range\n",
                 info.config_size,
                 info.max_virtqueues
             );
@@ -96,6 +96,11 @@ impl<B: BusLink> MsgDevice<B> {
         &self.info
     }
 
+    /// Returns the terms of the device's bus instance.
+    pub(crate) fn terms(&self) -> &BusTerms {
+        &self.terms
+    }
+
     /// Returns the device number on its bus instance.
     pub(crate) fn dev_num(&self) -> u16 {
         self.dev_num
@@ -109,10 +114,7 @@ impl<B: BusLink> MsgDevice<B> {
     /// Marks the device broken, once, with the reason in the log.
     pub(crate) fn fail(&self, dev: Option<&Device>, why: &str) {
         if !self.broken.swap(true, Ordering::AcqRel) {
-            pr_err!(
-                "virtio-msg: device {}: {why}; marking it broken\n",
-                self.dev_num
-            );
+            pr_err!("device {}: {why}; marking it broken\n", self.dev_num);
             if let Some(dev) = dev {
                 dev.mark_broken();
             }
@@ -209,7 +211,7 @@ impl<B: BusLink> MsgDevice<B> {
             self.stats.generation_retries.inc();
             if attempt + 1 == CONFIG_READ_TRIES {
                 pr_warn!(
-                    "virtio-msg: device {}: config kept changing during a read\n",
+                    "device {}: config kept changing during a read\n",
                     self.dev_num
                 );
             }
@@ -299,7 +301,7 @@ impl<B: BusLink> Transport for MsgDevice<B> {
     fn get_config(&self, dev: &Device, offset: u32, buf: &mut [u8]) {
         if !self.config_range_ok(offset, buf.len()) {
             pr_warn!(
-                "virtio-msg: device {}: config read past its {} bytes\n",
+                "device {}: config read past its {} bytes\n",
                 self.dev_num,
                 self.info.config_size
             );
@@ -328,10 +330,7 @@ impl<B: BusLink> Transport for MsgDevice<B> {
 
     fn set_config(&self, dev: &Device, offset: u32, buf: &[u8]) {
         if !self.config_range_ok(offset, buf.len()) {
-            pr_warn!(
-                "virtio-msg: device {}: config write past its end\n",
-                self.dev_num
-            );
+            pr_warn!("device {}: config write past its end\n", self.dev_num);
             return;
         }
         let Ok(len) = u32::try_from(buf.len()) else {
@@ -365,7 +364,7 @@ impl<B: BusLink> Transport for MsgDevice<B> {
                 ),
                 Ok(_) => {
                     pr_warn!(
-                        "virtio-msg: device {}: config write at {} not applied\n",
+                        "device {}: config write at {} not applied\n",
                         self.dev_num,
                         chunk.offset
                     );
@@ -490,10 +489,7 @@ impl<B: BusLink> Transport for MsgDevice<B> {
         }
         let info = self.get_vqueue(dev, index)?;
         if info.flags & transport::VQUEUE_INFO_ENABLED != 0 {
-            pr_err!(
-                "virtio-msg: device {}: queue {index} already enabled\n",
-                self.dev_num
-            );
+            pr_err!("device {}: queue {index} already enabled\n", self.dev_num);
             return Err(EBUSY);
         }
         match info.max_size {
@@ -501,7 +497,7 @@ impl<B: BusLink> Transport for MsgDevice<B> {
             size if size <= MAX_QUEUE_SIZE => Ok(size),
             size => {
                 pr_err!(
-                    "virtio-msg: device {}: queue {index} size {size} out of range\n",
+                    "device {}: queue {index} size {size} out of range\n",
                     self.dev_num
                 );
                 Err(eproto())
@@ -530,7 +526,7 @@ impl<B: BusLink> Transport for MsgDevice<B> {
             && info.device_addr == addrs.device;
         if !as_set {
             pr_err!(
-                "virtio-msg: device {}: queue {index} read back differs from its setup\n",
+                "device {}: queue {index} read back differs from its setup\n",
                 self.dev_num
             );
             return Err(EIO);
@@ -552,10 +548,7 @@ impl<B: BusLink> Transport for MsgDevice<B> {
             ..VqueueSetup::default()
         };
         if self.set_vqueue(dev, setup).is_err() {
-            pr_warn!(
-                "virtio-msg: device {}: queue {index} disable failed\n",
-                self.dev_num
-            );
+            pr_warn!("device {}: queue {index} disable failed\n", self.dev_num);
         }
     }
 

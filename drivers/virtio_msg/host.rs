@@ -7,8 +7,10 @@ use crate::{
     vmsg::bus::host::{ForeignLink, Host},
 };
 use kernel::{
+    debugfs::Dir,
     device::Device,
     prelude::*,
+    str::CString,
     sync::{aref::ARef, Arc},
 };
 
@@ -24,14 +26,20 @@ impl Host for BusHost {
     fn new(parent: Option<ARef<Device>>, link: Arc<ForeignLink>) -> Result<Pin<KBox<Self>>> {
         let terms = link.terms();
         pr_info!(
-            "virtio-msg: bus instance registered: revision {}, max message {} bytes\n",
+            "bus instance registered: revision {}, max message {} bytes\n",
             terms.revision,
             terms.max_msg_size
         );
+        // One debugfs directory per instance, named after the bus device.
+        let name = match &parent {
+            Some(p) => CString::try_from_fmt(fmt!("virtio_msg-{}", p.name()))?,
+            None => CString::try_from_fmt(fmt!("virtio_msg-bus"))?,
+        };
+        let dir = Dir::new(&name);
         KBox::pin_init(
             try_pin_init!(Self {
                 parent,
-                instance <- Instance::new(link),
+                instance <- Instance::new(link, dir),
             }),
             GFP_KERNEL,
         )

@@ -5,33 +5,44 @@
 use crate::{
     device::MsgDevice,
     link::{self, BusLink},
+    stats::DeviceView,
     vmsg::{
         codec::{transport::TransportMessage, Message},
         sync::IrqSpinLock,
         virtio::Registration,
     },
 };
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    debugfs::{Dir, File},
+    prelude::*,
+    str::CString,
+    sync::Arc,
+};
 
-/// A device of the instance: the transport object and its virtio core registration.
+/// A device of the instance: the transport object, its virtio core registration and its
+/// debugfs directory (`<instance>/dev<N>/stats`).
 pub(crate) struct Slot<B: BusLink> {
     pub(crate) device: Arc<MsgDevice<B>>,
     pub(crate) registration: Registration,
+    _stats: Pin<KBox<File<DeviceView<B>>>>,
+    _dir: Dir,
 }
 
 /// The devices of one bus instance, reachable from any context by device number.
 #[pin_data]
 pub(crate) struct Instance<B: BusLink> {
     link: Arc<B>,
+    dir: Dir,
     #[pin]
     slots: IrqSpinLock<KVec<Arc<Slot<B>>>>,
 }
 
 impl<B: BusLink> Instance<B> {
     /// Creates an instance with no devices.
-    pub(crate) fn new(link: Arc<B>) -> impl PinInit<Self, Error> {
+    pub(crate) fn new(link: Arc<B>, dir: Dir) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             link,
+            dir,
             slots <- crate::new_irq_spinlock!(KVec::new(), c"virtio_msg_instance_slots"),
         })
     }
@@ -66,10 +77,19 @@ impl<B: BusLink> Instance<B> {
         let info = *device.info();
         let registration =
             Registration::new(parent, info.device_id, info.vendor_id, device.clone())?;
+        let dir = self
+            .dir
+            .subdir(&CString::try_from_fmt(fmt!("dev{dev_num}"))?);
+        let stats = KBox::pin_init(
+            dir.read_only_file(c"stats", DeviceView(device.clone())),
+            GFP_KERNEL,
+        )?;
         let slot = Arc::new(
             Slot {
                 device,
                 registration,
+                _stats: stats,
+                _dir: dir,
             },
             GFP_KERNEL,
         )?;
@@ -77,12 +97,12 @@ impl<B: BusLink> Instance<B> {
         self.slots.lock().push(slot.clone(), GFP_ATOMIC)?;
         if let Err(e) = slot.registration.register() {
             self.take(dev_num);
-            pr_err!("virtio-msg: device {dev_num}: registration failed: {e:?}\n");
+            pr_err!("device {dev_num}: registration failed: {e:?}\n");
             return Err(e);
         }
         let terms = self.link.terms();
         pr_info!(
-            "virtio-msg: device {dev_num}: virtio id {} registered (revision {}, max message {} bytes, transport features {:#x})\n",
+            "device {dev_num}: virtio id {} registered (revision {}, max message {} bytes, transport features {:#x})\n",
             info.device_id,
             terms.revision,
             terms.max_msg_size,

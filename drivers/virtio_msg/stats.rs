@@ -2,8 +2,12 @@
 
 //! Per-device message statistics, kept with relaxed atomics and shown in debugfs.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::prelude::*;
+use crate::{device::MsgDevice, link::BusLink};
+use core::{
+    fmt,
+    sync::atomic::{AtomicU64, Ordering},
+};
+use kernel::{prelude::*, sync::Arc};
 
 /// A counter that any context may bump.
 #[derive(Default)]
@@ -46,7 +50,7 @@ impl Stats {
     /// Logs every counter, for a device that goes away.
     pub(crate) fn log(&self, dev_num: u16) {
         pr_info!(
-            "virtio-msg: device {dev_num}: requests {} responses {} events sent {} received {} timeouts {} protocol errors {} generation retries {} atomic config reads {}\n",
+            "device {dev_num}: requests {} responses {} events sent {} received {} timeouts {} protocol errors {} generation retries {} atomic config reads {}\n",
             self.requests.get(),
             self.responses.get(),
             self.events_sent.get(),
@@ -56,5 +60,29 @@ impl Stats {
             self.generation_retries.get(),
             self.atomic_config_reads.get()
         );
+    }
+}
+
+/// A device's debugfs `stats` file: its terms, identity and counters, one per line.
+pub(crate) struct DeviceView<B: BusLink>(pub(crate) Arc<MsgDevice<B>>);
+
+impl<B: BusLink> fmt::Debug for DeviceView<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.0;
+        let t = d.terms();
+        let s = &d.stats;
+        writeln!(f, "dev_num: {}", d.dev_num())?;
+        writeln!(f, "device_id: {}", d.info().device_id)?;
+        writeln!(f, "revision: {}", t.revision)?;
+        writeln!(f, "max_msg_size: {}", t.max_msg_size)?;
+        writeln!(f, "broken: {}", d.is_broken())?;
+        writeln!(f, "requests: {}", s.requests.get())?;
+        writeln!(f, "responses: {}", s.responses.get())?;
+        writeln!(f, "events_sent: {}", s.events_sent.get())?;
+        writeln!(f, "events_received: {}", s.events_received.get())?;
+        writeln!(f, "timeouts: {}", s.timeouts.get())?;
+        writeln!(f, "protocol_errors: {}", s.protocol_errors.get())?;
+        writeln!(f, "generation_retries: {}", s.generation_retries.get())?;
+        write!(f, "atomic_config_reads: {}", s.atomic_config_reads.get())
     }
 }

@@ -196,7 +196,10 @@ mod tests {
     #[test]
     fn registration_resets_and_acknowledges() -> Result {
         let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
-        let instance = KBox::pin_init(Instance::new(bus.clone()), GFP_KERNEL)?;
+        let instance = KBox::pin_init(
+            Instance::new(bus.clone(), kernel::debugfs::Dir::new(c"virtio_msg-test")),
+            GFP_KERNEL,
+        )?;
         instance.add_device(None, 7)?;
         assert_eq!(instance.add_device(None, 7), Err(EEXIST));
         // The virtio core resets a new device, then sets ACKNOWLEDGE.
@@ -211,7 +214,10 @@ mod tests {
     fn events_for_unknown_devices_or_queues_are_dropped() -> Result {
         use crate::vmsg::codec::{transport::TransportMessage, Frame};
         let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
-        let instance = KBox::pin_init(Instance::new(bus.clone()), GFP_KERNEL)?;
+        let instance = KBox::pin_init(
+            Instance::new(bus.clone(), kernel::debugfs::Dir::new(c"virtio_msg-test")),
+            GFP_KERNEL,
+        )?;
         instance.add_device(None, 1)?;
         let codec = crate::link::transport_codec(&instance.link().terms());
         let mut buf = [0u8; 32];

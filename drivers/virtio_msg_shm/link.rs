@@ -81,6 +81,8 @@ pub(crate) struct ShmLink {
     registration: Mutex<Option<Arc<BusRegistration<ShmLink>>>>,
     /// Set when a ring is corrupt: the instance stops using the rings.
     broken: AtomicBool,
+    /// Set while detached: the device side may be resetting the rings under us.
+    detached: AtomicBool,
     pub(crate) stats: Stats,
 }
 
@@ -108,6 +110,7 @@ impl ShmLink {
                 answered <- new_condvar!(),
                 registration <- new_mutex!(None),
                 broken: AtomicBool::new(false),
+                detached: AtomicBool::new(true),
                 stats: Stats::default(),
             }),
             GFP_KERNEL,
@@ -131,7 +134,7 @@ impl ShmLink {
     /// Marks the rings unusable, once, with a log line.
     fn fail(&self, why: &str) {
         if !self.broken.swap(true, Ordering::AcqRel) {
-            pr_err!("virtio_msg_shm: {why}; the bus instance stops\n");
+            pr_err!("{why}; the bus instance stops\n");
         }
     }
 
@@ -150,13 +153,17 @@ impl ShmLink {
         })?;
         *self.tx.lock() = tx;
         self.rx.lock().consumer = rx;
+        self.detached.store(false, Ordering::Release);
         self.ring_doorbell()?;
         self.wait_device_state(|s| s == region::DEVICE_READY)
-            .inspect_err(|_| pr_err!("virtio_msg_shm: device side not ready\n"))
+            .inspect_err(|_| pr_err!("device side not ready\n"))
     }
 
     /// Detaches from the device side and waits (bounded) for it to reset the rings.
     pub(crate) fn detach(&self) -> Result {
+        self.detached.store(true, Ordering::Release);
+        // Wait for a drain in progress: it holds `rx`.
+        drop(self.rx.lock());
         self.with_shm(|io| region::set_driver_state(io, 0))?;
         self.ring_doorbell()?;
         self.wait_device_state(|s| s != region::DEVICE_READY)
@@ -177,7 +184,7 @@ impl ShmLink {
         let s = &self.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         pr_info!(
-            "virtio_msg_shm: sent {} received {} dropped {} timeouts {} doorbells {}\n",
+            "sent {} received {} dropped {} timeouts {} doorbells {}\n",
             get(&s.sent),
             get(&s.received),
             get(&s.dropped),
@@ -197,7 +204,7 @@ impl ShmLink {
 
     /// Queues `msg` on the to-device ring, waiting (bounded by `deadline`) while it is full.
     fn send(&self, msg: &[u8], deadline: Option<&Instant<Monotonic>>) -> Result {
-        if self.broken.load(Ordering::Acquire) {
+        if self.broken.load(Ordering::Acquire) || self.detached.load(Ordering::Acquire) {
             return Err(EIO);
         }
         loop {
@@ -282,7 +289,7 @@ impl ShmLink {
                     DeviceState::Removed => reg.remove_device(dev_num),
                 };
                 if let Err(e) = result {
-                    pr_warn!("virtio_msg_shm: device {dev_num} event {state:?} failed: {e:?}\n");
+                    pr_warn!("device {dev_num} event {state:?} failed: {e:?}\n");
                 }
             })
             .map_err(|_| ENOMEM)
@@ -292,6 +299,9 @@ impl ShmLink {
     fn drain(self: &Arc<Self>) -> Result {
         let ring = self.layout.to_driver;
         let mut rx = self.rx.lock();
+        if self.detached.load(Ordering::Acquire) || self.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let Rx { consumer, buf } = &mut *rx;
         loop {
             self.with_shm(|io| ring.want_doorbell(io, false))?;

@@ -85,13 +85,13 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
                     .filter(|m| u32::from(*m) == terms.max_msg_size);
                 let Some(max_msg_size) = max else {
                     pr_err!(
-                        "virtio_msg_shm: device side accepted revision {revision} with max message size {}, outside what was proposed\n",
+                        "device side accepted revision {revision} with max message size {}, outside what was proposed\n",
                         terms.max_msg_size
                     );
                     return Err(eproto());
                 };
                 if terms.revision != revision || terms.features & !proposal.features != 0 {
-                    pr_err!("virtio_msg_shm: device side accepted other terms than proposed\n");
+                    pr_err!("device side accepted other terms than proposed\n");
                     return Err(eproto());
                 }
                 return Ok(Terms {
@@ -103,7 +103,7 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
             }
             VersionStatus::RevisionUnsupported => index += 1,
             VersionStatus::SizeUnsupported => {
-                pr_err!("virtio_msg_shm: device side refused max message size {our_max}\n");
+                pr_err!("device side refused max message size {our_max}\n");
                 return Err(EINVAL);
             }
             VersionStatus::AlreadyNegotiated if !reset_done => {
@@ -114,7 +114,7 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
         }
     }
     pr_err!(
-        "virtio_msg_shm: device side accepted no revision (tried {tried}: {:?})\n",
+        "device side accepted no revision (tried {tried}: {:?})\n",
         REVISIONS
     );
     Err(ENODEV)
@@ -152,7 +152,7 @@ pub(crate) fn discover(link: &ShmLink) -> Result<KVec<u16>> {
             return Ok(found);
         }
         if next_offset <= offset {
-            pr_err!("virtio_msg_shm: GET_DEVICES went backwards ({offset} -> {next_offset})\n");
+            pr_err!("GET_DEVICES went backwards ({offset} -> {next_offset})\n");
             return Err(eproto());
         }
         offset = next_offset;

@@ -55,7 +55,7 @@ pub(crate) struct Layout {
 
 /// Why a region was refused, for the log.
 fn bad(field: &str, value: u32) -> Error {
-    pr_err!("virtio_msg_shm: region header: bad {field} {value:#x}\n");
+    pr_err!("region header: bad {field} {value:#x}\n");
     EINVAL
 }
 

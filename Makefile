@@ -9,7 +9,7 @@
 # Kbuild reads this directory's Kbuild file; this Makefile is for people.
 
 # The kernel build directory; scripts/kernel.sh provides (and caches) one.
-KBUILD ?= $(shell $(CURDIR)/scripts/kernel.sh)
+KBUILD ?= $(shell $(CURDIR)/scripts/setup.sh >&2 && $(CURDIR)/scripts/kernel.sh)
 LLVM ?= -19
 CLIPPY ?=
 

@@ -10,6 +10,7 @@ pub mod codec;
 #[path = "codec/kunit.rs"]
 mod codec_kunit;
 pub mod errno;
+pub mod ffi;
 // Generated code: which items are unused depends on the module crate that includes it, so
 // `allow` rather than `expect`.
 #[allow(

@@ -4,6 +4,7 @@
 //! events.
 
 use super::{raw, Terms};
+use crate::vmsg::ffi::{raw_device, to_c_int};
 use core::{
     ffi::c_void,
     marker::PhantomData,
@@ -76,10 +77,7 @@ impl<T: BusOps> Table<T> {
         let ops = unsafe { &*p.cast::<T>() };
         // SAFETY: The transport passes a buffer of `len` bytes for the duration of the call.
         let msg = unsafe { core::slice::from_raw_parts(msg.cast::<u8>(), len as usize) };
-        match ops.send_event(msg) {
-            Ok(()) => 0,
-            Err(e) => e.to_errno(),
-        }
+        to_c_int(ops.send_event(msg))
     }
 }
 
@@ -109,10 +107,7 @@ unsafe impl<T: BusOps> Sync for BusRegistration<T> {}
 impl<T: BusOps> BusRegistration<T> {
     /// Registers a bus instance that negotiated `terms` and is served by `ops`.
     pub fn new(parent: Option<&kernel::device::Device>, terms: Terms, ops: Arc<T>) -> Result<Self> {
-        // `kernel::device::Device` is a transparent wrapper of `struct device`.
-        let parent = parent.map_or(core::ptr::null_mut(), |p| {
-            core::ptr::from_ref(p).cast_mut().cast()
-        });
+        let parent = raw_device(parent);
         let raw_terms = terms.to_raw();
         // SAFETY: `Table::<T>::OPS` is a promoted constant; `ops` is kept alive by the returned
         // registration until after `vmsg_bus_unregister`, as the contract requires.

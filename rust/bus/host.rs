@@ -7,6 +7,7 @@
 //! (`EXPORT_SYMBOL_GPL`).
 
 use super::{raw, Terms};
+use crate::vmsg::ffi::to_c_int;
 use core::{
     ffi::c_void,
     sync::atomic::{AtomicBool, AtomicU32, Ordering},
@@ -211,7 +212,7 @@ pub unsafe fn remove_all<H: Host>(bus: *mut raw::vmsg_bus) {
 /// `bus` is a live instance of [`register::<H>`].
 pub unsafe fn add_device<H: Host>(bus: *mut raw::vmsg_bus, dev_num: u16) -> c_int {
     // SAFETY: Guaranteed by the caller.
-    errno(unsafe { instance::<H>(bus) }.host.add_device(dev_num))
+    to_c_int(unsafe { instance::<H>(bus) }.host.add_device(dev_num))
 }
 
 /// Implements `vmsg_bus_remove_device`.
@@ -221,7 +222,7 @@ pub unsafe fn add_device<H: Host>(bus: *mut raw::vmsg_bus, dev_num: u16) -> c_in
 /// `bus` is a live instance of [`register::<H>`].
 pub unsafe fn remove_device<H: Host>(bus: *mut raw::vmsg_bus, dev_num: u16) -> c_int {
     // SAFETY: Guaranteed by the caller.
-    errno(unsafe { instance::<H>(bus) }.host.remove_device(dev_num))
+    to_c_int(unsafe { instance::<H>(bus) }.host.remove_device(dev_num))
 }
 
 /// Implements `vmsg_bus_receive`.
@@ -233,14 +234,7 @@ pub unsafe fn receive<H: Host>(bus: *mut raw::vmsg_bus, msg: *const c_void, len:
     // SAFETY: Guaranteed by the caller.
     let msg = unsafe { core::slice::from_raw_parts(msg.cast::<u8>(), len as usize) };
     // SAFETY: Guaranteed by the caller.
-    errno(unsafe { instance::<H>(bus) }.host.receive(msg))
-}
-
-fn errno(r: Result) -> c_int {
-    match r {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    to_c_int(unsafe { instance::<H>(bus) }.host.receive(msg))
 }
 
 /// Defines the exported `vmsg_bus_*` functions of `virtio_msg_bus.h` for host type `$host`.

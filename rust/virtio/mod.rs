@@ -24,7 +24,10 @@ use kernel::{
     types::ForeignOwnable, //
 };
 
-use super::glue;
+use super::{
+    ffi::{raw_device, to_c_int},
+    glue,
+};
 
 /// Number of 64-bit words in a feature set (128 feature bits in Linux 7.2).
 pub const FEATURE_WORDS: usize = glue::VMSG_FEATURE_WORDS as usize;
@@ -226,7 +229,7 @@ impl<T: Transport> Ops<T> {
         let value = unsafe { features.cast::<Features>().read() };
         // SAFETY: Called by the glue for a live, registered device.
         let (t, dev) = unsafe { Self::args(o, d) };
-        errno(t.finalize_features(&dev, &value))
+        to_c_int(t.finalize_features(&dev, &value))
     }
 
     /// The `queue_max_size` callback.
@@ -264,7 +267,7 @@ impl<T: Transport> Ops<T> {
             driver,
             device,
         };
-        errno(t.queue_enable(&dev, index, size, addrs))
+        to_c_int(t.queue_enable(&dev, index, size, addrs))
     }
 
     /// The `queue_disable` callback.
@@ -323,14 +326,6 @@ impl<T: Transport> Ops<T> {
         // SAFETY: The glue calls this once, when the device is released; it is the last use of the
         // foreign reference made in `Registration::new`.
         drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(o.cast()) });
-    }
-}
-
-/// Converts a result to the C convention: 0 or a negative errno.
-fn errno(r: Result) -> c_int {
-    match r {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
     }
 }
 
@@ -422,10 +417,7 @@ impl Registration {
         vendor_id: u32,
         transport: Arc<T>,
     ) -> Result<Self> {
-        // `kernel::device::Device` is a transparent wrapper of `struct device`.
-        let parent = parent.map_or(core::ptr::null_mut(), |p| {
-            core::ptr::from_ref(p).cast_mut().cast()
-        });
+        let parent = raw_device(parent);
         let owner = transport.into_foreign();
         // SAFETY: `Ops::<T>::TABLE` is a promoted constant, so it lives in static memory;
         // `owner` is the foreign form of an `Arc<T>`, which the `release` callback takes back.

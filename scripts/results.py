@@ -116,6 +116,26 @@ def parse_ktap(lines, prefix):
     return res
 
 
+INIT_STARTED = re.compile(r"^Run /init as init process")
+
+
+def early_boot_reports(console):
+    """Returns the kernel reports made before the kernel started /init.
+
+    None of the project's code has run by then: such a report belongs to the
+    base kernel under emulation (seen: an early interrupt while the boot CPU
+    is identified, on a loaded host), and the guest is booted again.
+    """
+    found = []
+    for line in console:
+        stripped = line.strip()
+        if INIT_STARTED.match(stripped):
+            break
+        if any(p.search(stripped) for _, p in KERNEL_PROBLEMS):
+            found.append(stripped)
+    return found
+
+
 def read_lines(path):
     p = Path(path)
     return p.read_text(errors="replace").splitlines() if p.exists() else []
@@ -194,7 +214,14 @@ def main():
     rep.add_argument("--out", required=True)
     ver = sub.add_parser("verdict", help="print the problems of one guest run")
     ver.add_argument("dir")
+    early = sub.add_parser("early-boot", help="print kernel reports made before /init started")
+    early.add_argument("dir")
     args = ap.parse_args()
+
+    if args.cmd == "early-boot":
+        for line in early_boot_reports(read_lines(Path(args.dir) / "console.log")):
+            print(line)
+        return 0
 
     if args.cmd == "verdict":
         for kind, detail in parse_guest(args.dir, "guest").problems:

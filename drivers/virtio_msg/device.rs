@@ -147,9 +147,13 @@ impl<B: BusLink> MsgDevice<B> {
         {
             Ok(n) => n,
             Err(e) => {
+                // A timeout, or a bus that can no longer reach the device side, leaves the
+                // device unusable; a local shortage (ENOMEM, EAGAIN) does not.
                 if e == ETIMEDOUT {
                     self.stats.timeouts.inc();
                     self.fail(dev, "request timed out");
+                } else if e == EIO || e == ENODEV {
+                    self.fail(dev, "bus cannot reach the device side");
                 }
                 return Err(e);
             }

@@ -28,6 +28,10 @@ pub(crate) enum Fault {
     None,
     /// Never answers.
     Timeout,
+    /// The bus cannot reach the device side any more.
+    BusDown,
+    /// The bus is short of memory for this one request.
+    NoMemory,
     /// Answers with a different message id.
     WrongId,
     /// Answers for another device number.
@@ -258,6 +262,8 @@ impl BusLink for FakeBus {
         out.token = frame.token;
         match m.fault {
             Fault::Timeout => return Err(ETIMEDOUT),
+            Fault::BusDown => return Err(EIO),
+            Fault::NoMemory => return Err(ENOMEM),
             Fault::WrongId => out.message = Message::Transport(TransportMessage::SetVqueueResponse),
             Fault::WrongDevNum => out.dev_num = out.dev_num.wrapping_add(1),
             _ => {}

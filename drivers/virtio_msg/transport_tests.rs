@@ -166,6 +166,19 @@ mod tests {
     }
 
     #[test]
+    fn unreachable_device_side_breaks_the_device() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        bus.model.lock().fault = Fault::NoMemory;
+        assert_eq!(dev.queue_max_size(reg.device(), 0), Err(ENOMEM));
+        assert!(!dev.is_broken());
+        bus.model.lock().fault = Fault::BusDown;
+        assert_eq!(dev.queue_max_size(reg.device(), 0), Err(EIO));
+        assert!(dev.is_broken());
+        assert_eq!(dev.stats.timeouts.get(), 0);
+        Ok(())
+    }
+
+    #[test]
     fn wrong_answers_are_protocol_errors() -> Result {
         for fault in [Fault::WrongId, Fault::WrongDevNum, Fault::Truncated] {
             let (bus, dev, reg) = setup(264)?;

@@ -138,6 +138,14 @@ impl ShmLink {
         }
     }
 
+    /// Stops the instance after a missed PING: requests and events fail from now on.
+    pub(crate) fn fail_liveness(&self, e: Error) {
+        if !self.detached.load(Ordering::Acquire) {
+            pr_err!("device side missed a PING ({e:?})\n");
+            self.fail("device side not answering");
+        }
+    }
+
     /// Attaches to the device side (Documentation/shm-bus.rst, "Attaching").
     pub(crate) fn attach(&self) -> Result {
         if self.with_shm(region::driver_state)? != 0 {

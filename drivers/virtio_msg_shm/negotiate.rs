@@ -159,3 +159,15 @@ pub(crate) fn discover(link: &ShmLink) -> Result<KVec<u16>> {
     }
     Err(eproto())
 }
+
+/// Sends PING with `data` and checks that the device side echoes it.
+pub(crate) fn ping(link: &ShmLink, data: u32) -> Result {
+    bus_call(
+        link,
+        Message::Bus(BusMessage::PingRequest { data }),
+        |m| match m {
+            Message::Bus(BusMessage::PingResponse { data: echo }) if echo == data => Some(()),
+            _ => None,
+        },
+    )
+}

@@ -19,14 +19,17 @@ use kernel::{
 pub mod vmsg;
 
 mod link;
+mod liveness;
 mod negotiate;
 mod region;
 
 use link::{RxHandler, ShmLink, REGS_SIZE};
+use liveness::Liveness;
 use vmsg::bus::client::BusRegistration;
 
 /// Per-device state, dropped in field order after `unbind`.
 struct ShmBus {
+    liveness: Option<Arc<Liveness>>,
     /// The transport side of this instance.
     registration: Arc<BusRegistration<ShmLink>>,
     _irq: Pin<KBox<irq::ThreadedRegistration<RxHandler>>>,
@@ -103,7 +106,14 @@ impl ShmDriver {
             link.set_registration(None);
             let _ = link.detach();
         })?;
+        let interval = *module_parameters::ping_interval_ms.value();
+        let liveness = Liveness::start(link.clone(), interval).inspect_err(|_| {
+            registration.unregister();
+            link.set_registration(None);
+            let _ = link.detach();
+        })?;
         Ok(ShmBus {
+            liveness,
             registration,
             _irq: irq,
             link,
@@ -125,6 +135,9 @@ impl pci::Driver for ShmDriver {
     }
 
     fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        if let Some(l) = &this.liveness {
+            l.stop();
+        }
         this.registration.unregister();
         this.link.set_registration(None);
         let _ = this.link.detach();
@@ -142,6 +155,10 @@ kernel::module_pci_driver! {
         max_msg_size: u32 {
             default: 264,
             description: "Largest message this driver proposes, in bytes (52-65535; capped by the region's slot size)",
+        },
+        ping_interval_ms: u32 {
+            default: 2000,
+            description: "How often the device side is PINGed to check it is alive, in ms (0: never); a missed PING stops the bus instance",
         },
         request_timeout_ms: u32 {
             default: 5000,

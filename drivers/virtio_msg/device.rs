@@ -19,18 +19,25 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kernel::{prelude::*, sync::Arc};
 use zerocopy::little_endian::U32;
 
-/// Largest config space the transport accepts from a device.
-pub(crate) const MAX_CONFIG_SIZE: u32 = 4096;
+/// Largest config space the transport accepts from a device (module parameter).
+fn max_config_size() -> u32 {
+    *crate::module_parameters::max_config_size.value()
+}
 /// Largest number of virtqueues the transport accepts from a device.
 pub(crate) const MAX_VIRTQUEUES: u32 = 1024;
 /// Largest virtqueue size (split rings allow 32768).
 const MAX_QUEUE_SIZE: u32 = 32768;
 /// Feature blocks of 32 bits the virtio core can use.
 const CORE_FEATURE_BLOCKS: u32 = (FEATURE_WORDS * 2) as u32;
-/// Times a config read is retried when the generation changes between its chunks.
-const CONFIG_READ_TRIES: u32 = 5;
-/// Polls of the device status after a reset, and the pause between them.
-const RESET_POLLS: u32 = 100;
+/// Times a config read is tried when the generation changes between its chunks (module
+/// parameter, at least 1).
+fn config_read_tries() -> u32 {
+    (*crate::module_parameters::config_read_tries.value()).max(1)
+}
+/// How long a reset may take (module parameter), and the pause between status polls.
+fn reset_polls() -> u32 {
+    *crate::module_parameters::reset_timeout_ms.value() / RESET_POLL_MS as u32
+}
 const RESET_POLL_MS: i64 = 10;
 
 pub(crate) use crate::vmsg::errno::eproto;
@@ -63,7 +70,7 @@ impl<B: BusLink> MsgDevice<B> {
         if info.device_id == 0 {
             return Ok(None);
         }
-        if info.config_size > MAX_CONFIG_SIZE || info.max_virtqueues > MAX_VIRTQUEUES {
+        if info.config_size > max_config_size() || info.max_virtqueues > MAX_VIRTQUEUES {
             pr_err!(
                 "device {dev_num}: config size {} or {} virtqueues out of range\n",
                 info.config_size,
@@ -185,7 +192,8 @@ impl<B: BusLink> MsgDevice<B> {
     /// Retries while chunks report different generations, a bounded number of times.
     fn read_config(&self, dev: &Device, offset: u32, buf: &mut [u8]) -> Result<u32> {
         let len = u32::try_from(buf.len()).map_err(|_| EINVAL)?;
-        for attempt in 0..CONFIG_READ_TRIES {
+        let tries = config_read_tries();
+        for attempt in 0..tries {
             let mut generation = None;
             let mut consistent = true;
             for chunk in config_chunks(offset, len, self.terms.max_msg_size).map_err(|_| EINVAL)? {
@@ -213,7 +221,7 @@ impl<B: BusLink> MsgDevice<B> {
                 );
             }
             self.stats.generation_retries.inc();
-            if attempt + 1 == CONFIG_READ_TRIES {
+            if attempt + 1 == tries {
                 pr_warn!(
                     "device {}: config kept changing during a read\n",
                     self.dev_num
@@ -408,7 +416,7 @@ impl<B: BusLink> Transport for MsgDevice<B> {
         if self.set_status_raw(dev, 0).ok() == Some(0) {
             return;
         }
-        for _ in 0..RESET_POLLS {
+        for _ in 0..reset_polls() {
             match self.get_status_raw(dev) {
                 Ok(0) => return,
                 Ok(_) => {

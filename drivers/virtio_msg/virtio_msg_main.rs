@@ -29,6 +29,20 @@ module! {
     authors: ["virtio-msg-rs developers"],
     description: "virtio-msg transport",
     license: "GPL",
+    params: {
+        max_config_size: u32 {
+            default: 4096,
+            description: "Largest device config space accepted, in bytes; larger devices are refused",
+        },
+        config_read_tries: u32 {
+            default: 5,
+            description: "Attempts at a chunked config read whose chunks see different generations",
+        },
+        reset_timeout_ms: u32 {
+            default: 1000,
+            description: "How long a device may take to report status 0 after a reset, in ms",
+        },
+    },
 }
 
 struct VirtioMsg;

@@ -49,8 +49,10 @@ pub(crate) struct MsgDevice<B: BusLink> {
     terms: BusTerms,
     dev_num: u16,
     info: DeviceInfo,
-    /// Set once the device misbehaved or timed out: requests fail fast from then on.
+    /// Set once the device misbehaved, timed out or was removed: requests fail fast from then on.
     broken: AtomicBool,
+    /// Set when the driver reset the device after it broke: its status then reads 0.
+    reset_since_broken: AtomicBool,
     /// The last config bytes and generation seen, for callers that cannot sleep.
     #[pin]
     cache: IrqSpinLock<KVec<u8>>,
@@ -90,6 +92,7 @@ impl<B: BusLink> MsgDevice<B> {
                 dev_num,
                 info,
                 broken: AtomicBool::new(false),
+                reset_since_broken: AtomicBool::new(false),
                 cache <- crate::new_irq_spinlock!(cache, c"virtio_msg_config_cache"),
                 cache_generation: AtomicU32::new(0),
                 stats: Stats::default(),
@@ -125,6 +128,15 @@ impl<B: BusLink> MsgDevice<B> {
             if let Some(dev) = dev {
                 dev.mark_broken();
             }
+        }
+    }
+
+    /// Retires a device the device side removed: marked broken without an error, so that its
+    /// driver's removal sends nothing to a device side that no longer knows it.
+    pub(crate) fn retire(&self, dev: &Device) {
+        if !self.broken.swap(true, Ordering::AcqRel) {
+            pr_info!("device {}: removed by the device side\n", self.dev_num);
+            dev.mark_broken();
         }
     }
 
@@ -403,7 +415,15 @@ impl<B: BusLink> Transport for MsgDevice<B> {
     }
 
     fn get_status(&self, dev: &Device) -> u8 {
-        // A broken device reports DEVICE_NEEDS_RESET (0x40) so that drivers notice.
+        // A broken device reports DEVICE_NEEDS_RESET (0x40) so that drivers notice, and 0 once
+        // its driver reset it (the virtio core checks that a removed driver did).
+        if self.is_broken() {
+            return if self.reset_since_broken.load(Ordering::Acquire) {
+                0
+            } else {
+                0x40
+            };
+        }
         self.get_status_raw(dev).map_or(0x40, |s| (s & 0xff) as u8)
     }
 
@@ -413,6 +433,12 @@ impl<B: BusLink> Transport for MsgDevice<B> {
     }
 
     fn reset(&self, dev: &Device) {
+        if self.is_broken() {
+            // Nothing to tell a device that is gone or misbehaving: the reset is the driver
+            // giving up on it.
+            self.reset_since_broken.store(true, Ordering::Release);
+            return;
+        }
         if self.set_status_raw(dev, 0).ok() == Some(0) {
             return;
         }

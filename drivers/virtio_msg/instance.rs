@@ -118,9 +118,11 @@ impl<B: BusLink> Instance<B> {
         slots.remove(pos).ok()
     }
 
-    /// Removes device `dev_num`: its driver is unbound before this returns.
+    /// Removes device `dev_num`, which the device side removed: its driver is unbound before
+    /// this returns, without messages to the device.
     pub(crate) fn remove_device(&self, dev_num: u16) -> Result {
         let slot = self.take(dev_num).ok_or(ENOENT)?;
+        slot.device.retire(slot.registration.device());
         slot.registration.unregister();
         slot.device.stats.log(dev_num);
         Ok(())

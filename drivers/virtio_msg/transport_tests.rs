@@ -179,6 +179,36 @@ mod tests {
     }
 
     #[test]
+    fn broken_device_reads_needs_reset_until_reset() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        bus.model.lock().fault = Fault::Timeout;
+        assert_eq!(dev.get_status(reg.device()), 0x40);
+        let before = bus.requests.load(Ordering::Relaxed);
+        dev.reset(reg.device());
+        assert_eq!(dev.get_status(reg.device()), 0);
+        // Neither the reset nor the status read went to the broken device.
+        assert_eq!(bus.requests.load(Ordering::Relaxed), before);
+        Ok(())
+    }
+
+    #[test]
+    fn removed_device_is_retired_without_messages() -> Result {
+        let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
+        let instance = KBox::pin_init(
+            Instance::new(bus.clone(), kernel::debugfs::Dir::new(c"virtio_msg-test")),
+            GFP_KERNEL,
+        )?;
+        instance.add_device(None, 4)?;
+        let device = instance.slot(4).ok_or(ENOENT)?.device.clone();
+        // The device side has forgotten the device: any message would time out.
+        bus.model.lock().fault = Fault::Timeout;
+        instance.remove_device(4)?;
+        assert!(device.is_broken());
+        assert_eq!(device.stats.timeouts.get(), 0);
+        Ok(())
+    }
+
+    #[test]
     fn wrong_answers_are_protocol_errors() -> Result {
         for fault in [Fault::WrongId, Fault::WrongDevNum, Fault::Truncated] {
             let (bus, dev, reg) = setup(264)?;

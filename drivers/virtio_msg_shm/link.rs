@@ -277,8 +277,8 @@ impl ShmLink {
         }
     }
 
-    /// Handles a bus event: devices come and go in a work item, as adding one probes its
-    /// driver, which needs this interrupt thread for its responses.
+    /// Handles a bus event: devices come and go in a work item (on the long-running queue:
+    /// adding one probes its driver, which needs this interrupt thread for its responses).
     fn bus_event(self: &Arc<Self>, msg: &[u8]) -> Result {
         let frame = Codec::new(BusKind::SharedMemory)
             .decode(msg)
@@ -287,7 +287,7 @@ impl ShmLink {
             return Err(ebadmsg());
         };
         let this = self.clone();
-        workqueue::system()
+        workqueue::system_long()
             .try_spawn(GFP_KERNEL, move || {
                 let Some(reg) = this.registration() else {
                     return;

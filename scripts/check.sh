@@ -14,6 +14,7 @@ mkdir -p "$VMSG_BUILD"
 # Results of an earlier run must not be counted again.
 rm -rf "$VMSG_BUILD"/guest-main "$VMSG_BUILD"/guest-e2e "$VMSG_BUILD"/e2e-skip.tap \
 	"$VMSG_BUILD"/harness.tap "$VMSG_BUILD"/cargo-test.log{,.rc}
+rm -rf "$VMSG_BUILD"/scenarios
 steps=$VMSG_BUILD/steps.tap
 : >"$steps"
 nstep=0
@@ -40,6 +41,10 @@ report() {
 	[ -f "$VMSG_BUILD/guest-e2e/status" ] && args+=(--guest "e2e=$VMSG_BUILD/guest-e2e")
 	[ -f "$VMSG_BUILD/guest-e2e/host.tap" ] && args+=(--tap "$VMSG_BUILD/guest-e2e/host.tap")
 	[ -f "$VMSG_BUILD/e2e-skip.tap" ] && args+=(--tap "$VMSG_BUILD/e2e-skip.tap")
+	for d in "$VMSG_BUILD"/scenarios/*/; do # scripts/scenarios.sh, one per scenario
+		[ -f "$d/status" ] && args+=(--guest "scenario-$(basename "$d")=$d")
+		[ -f "$d/host.tap" ] && args+=(--tap "$d/host.tap")
+	done
 	[ -f "$VMSG_BUILD/harness.tap" ] && args+=(--tap "$VMSG_BUILD/harness.tap")
 	python3 "$VMSG_TOP/scripts/results.py" report "${args[@]}"
 	exit $?
@@ -68,6 +73,9 @@ scripts/qemu.sh "$kernel_image" "$VMSG_BUILD/guest.cpio.gz" "$VMSG_BUILD/guest-m
 # tools/vmsg-device (scripts/e2e.sh). Skipped until the bus module builds.
 if [ -f drivers/virtio_msg_shm/virtio_msg_shm.ko ]; then
 	scripts/e2e.sh "$kernel_image" "$VMSG_BUILD/guest.cpio.gz" "$VMSG_BUILD/guest-e2e"
+	# Scenarios: a boot each against vmsg-device configured differently
+	# (tests/e2e/scenarios, tier check; the tier soak is `make soak`).
+	scripts/scenarios.sh "$kernel_image" "$VMSG_BUILD/guest.cpio.gz" "$VMSG_BUILD/scenarios" check
 else
 	printf 'KTAP version 1\n1..1\nok 1 e2e # SKIP drivers/virtio_msg_shm/virtio_msg_shm.ko not built\n' >"$VMSG_BUILD/e2e-skip.tap"
 fi

@@ -9,11 +9,12 @@ out=$1; shift
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 
-mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,mnt,etc,vmsg/modules,vmsg/selftests/e2e}
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,mnt,etc,vmsg/modules,vmsg/selftests/e2e,vmsg/selftests/scenario}
 cp /bin/busybox "$root/bin/busybox"
 cp "$VMSG_TOP/tests/guest/init" "$root/init"
 cp "$VMSG_TOP"/tests/selftests/*.sh "$root/vmsg/selftests/"
 cp "$VMSG_TOP"/tests/selftests/e2e/*.sh "$root/vmsg/selftests/e2e/"
+cp "$VMSG_TOP"/tests/selftests/scenario/*.sh "$root/vmsg/selftests/scenario/"
 
 # Modules, and the order the guest loads them in: the transport virtio_msg
 # first, as every bus module needs its symbols; then the bus modules.

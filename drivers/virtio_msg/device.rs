@@ -302,6 +302,25 @@ impl<B: BusLink> MsgDevice<B> {
         )
     }
 
+    /// Writes status 0 and waits, bounded, for the device to report 0; false if it did not.
+    fn reset_device(&self, dev: &Device) -> bool {
+        match self.set_status_raw(dev, 0) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        for _ in 0..reset_polls() {
+            match self.get_status_raw(dev) {
+                Ok(0) => return true,
+                Ok(_) => {
+                    kernel::time::delay::fsleep(kernel::time::Delta::from_millis(RESET_POLL_MS))
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
     /// Encodes and sends EVENT_AVAIL for queue `index`. Atomic context: no allocation.
     fn send_avail(&self, index: u32, data: u32) -> Result {
         let mut buf = [0u8; 16];
@@ -433,25 +452,14 @@ impl<B: BusLink> Transport for MsgDevice<B> {
     }
 
     fn reset(&self, dev: &Device) {
+        if !self.is_broken() && !self.reset_device(dev) {
+            self.fail(Some(dev), "reset did not complete");
+        }
+        // A device that is (or just became) broken: the reset is the driver giving up on it,
+        // and its status reads 0 from now on, as the virtio core expects after a reset.
         if self.is_broken() {
-            // Nothing to tell a device that is gone or misbehaving: the reset is the driver
-            // giving up on it.
             self.reset_since_broken.store(true, Ordering::Release);
-            return;
         }
-        if self.set_status_raw(dev, 0).ok() == Some(0) {
-            return;
-        }
-        for _ in 0..reset_polls() {
-            match self.get_status_raw(dev) {
-                Ok(0) => return,
-                Ok(_) => {
-                    kernel::time::delay::fsleep(kernel::time::Delta::from_millis(RESET_POLL_MS))
-                }
-                Err(_) => return,
-            }
-        }
-        self.fail(Some(dev), "reset did not complete");
     }
 
     fn features(&self, dev: &Device) -> Features {

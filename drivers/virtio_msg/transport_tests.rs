@@ -192,6 +192,17 @@ mod tests {
     }
 
     #[test]
+    fn device_breaking_during_reset_reads_status_zero() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        // The reset itself times out: the device breaks during it.
+        bus.model.lock().fault = Fault::Timeout;
+        dev.reset(reg.device());
+        assert!(dev.is_broken());
+        assert_eq!(dev.get_status(reg.device()), 0);
+        Ok(())
+    }
+
+    #[test]
     fn removed_device_is_retired_without_messages() -> Result {
         let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
         let instance = KBox::pin_init(

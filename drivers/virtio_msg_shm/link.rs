@@ -15,7 +15,7 @@ use crate::{
         sync::IrqSpinLock,
     },
 };
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::{
     devres::Devres,
     io::Io,
@@ -83,6 +83,8 @@ pub(crate) struct ShmLink {
     broken: AtomicBool,
     /// Set while detached: the device side may be resetting the rings under us.
     detached: AtomicBool,
+    /// Device add/remove work items queued and not finished; removal waits for them.
+    works: AtomicU32,
     pub(crate) stats: Stats,
 }
 
@@ -111,6 +113,7 @@ impl ShmLink {
                 registration <- new_mutex!(None),
                 broken: AtomicBool::new(false),
                 detached: AtomicBool::new(true),
+                works: AtomicU32::new(0),
                 stats: Stats::default(),
             }),
             GFP_KERNEL,
@@ -135,6 +138,8 @@ impl ShmLink {
     fn fail(&self, why: &str) {
         if !self.broken.swap(true, Ordering::AcqRel) {
             pr_err!("{why}; the bus instance stops\n");
+            // Requests waiting for responses fail now rather than at their timeouts.
+            self.answered.notify_all();
         }
     }
 
@@ -199,6 +204,14 @@ impl ShmLink {
             get(&s.timeouts),
             get(&s.doorbells)
         );
+    }
+
+    /// Waits for the device add/remove work items queued so far. Their closures may still be
+    /// returning (dropping their reference) when this returns.
+    pub(crate) fn wait_for_work(&self) {
+        while self.works.load(Ordering::Acquire) != 0 {
+            fsleep(Delta::from_millis(1));
+        }
     }
 
     /// Makes the transport side reachable from the receive path.
@@ -287,18 +300,22 @@ impl ShmLink {
             return Err(ebadmsg());
         };
         let this = self.clone();
+        self.works.fetch_add(1, Ordering::AcqRel);
         workqueue::system_long()
             .try_spawn(GFP_KERNEL, move || {
-                let Some(reg) = this.registration() else {
-                    return;
-                };
-                let result = match state {
-                    DeviceState::Added => reg.add_device(dev_num),
-                    DeviceState::Removed => reg.remove_device(dev_num),
-                };
-                if let Err(e) = result {
-                    pr_warn!("device {dev_num} event {state:?} failed: {e:?}\n");
+                if let Some(reg) = this.registration() {
+                    let result = match state {
+                        DeviceState::Added => reg.add_device(dev_num),
+                        DeviceState::Removed => reg.remove_device(dev_num),
+                    };
+                    if let Err(e) = result {
+                        pr_warn!("device {dev_num} event {state:?} failed: {e:?}\n");
+                    }
                 }
+                this.works.fetch_sub(1, Ordering::AcqRel);
+            })
+            .inspect_err(|_| {
+                self.works.fetch_sub(1, Ordering::AcqRel);
             })
             .map_err(|_| ENOMEM)
     }
@@ -392,6 +409,8 @@ impl BusOps for ShmLink {
                         dst.copy_from_slice(&r);
                         Ok(r.len())
                     }
+                    // The instance stopped: the device side is unreachable, not slow.
+                    None if self.broken.load(Ordering::Acquire) => Err(EIO),
                     None => {
                         self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                         Err(ETIMEDOUT)

@@ -9,7 +9,7 @@ use crate::{
         bus::{client::BusOps, Terms},
         codec::{
             bus::{present_devices, BusMessage},
-            negotiate_max_msg_size,
+            min_msg_size, negotiate_max_msg_size,
             shm::{ShmBusMessage, VersionStatus, VersionTerms},
             BusKind, Codec, Frame, Layout, Message, MAX_MSG_SIZE,
         },
@@ -68,6 +68,16 @@ fn reset(link: &ShmLink) -> Result {
 /// Negotiates revision and maximum message size, newest revision first, stepping down while
 /// the device side refuses a revision. The result holds until a bus reset.
 pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
+    // Never propose what no revision allows; the device side should not have to say no.
+    let smallest = REVISIONS
+        .iter()
+        .filter_map(|r| min_msg_size(*r))
+        .min()
+        .unwrap_or(u16::MAX);
+    if our_max < u32::from(smallest) {
+        pr_err!("max_msg_size {our_max} is below the minimum message size {smallest}\n");
+        return Err(EINVAL);
+    }
     let mut reset_done = false;
     let mut tried = 0;
     let mut index = 0;
@@ -77,7 +87,9 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
             max_msg_size: our_max,
             features: 0,
         };
-        let (status, terms) = version(link, proposal)?;
+        let (status, terms) = version(link, proposal).inspect_err(|e| {
+            pr_err!("VERSION (revision {revision}) got no valid answer: {e:?}\n");
+        })?;
         tried += 1;
         match status {
             VersionStatus::Accepted => {

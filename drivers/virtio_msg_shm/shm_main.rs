@@ -138,8 +138,11 @@ impl pci::Driver for ShmDriver {
         if let Some(l) = &this.liveness {
             l.stop();
         }
+        // Events keep flowing while the devices are removed; device work queued meanwhile
+        // finds the registration closed or gone, and is waited for before the module goes.
         this.registration.unregister();
         this.link.set_registration(None);
+        this.link.wait_for_work();
         let _ = this.link.detach();
         this.link.log_stats();
     }

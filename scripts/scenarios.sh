@@ -1,0 +1,375 @@
+#!/usr/bin/env bash
+# End-to-end scenarios: one guest boot per line of tests/e2e/scenarios, each
+# against tools/vmsg-device configured differently (revisions, message size,
+# hot add and remove, injected faults), each asserting a documented outcome.
+#
+# Usage: scenarios.sh <bzImage> <initramfs> <outdir> <selection>...
+#            (what scripts/check.sh runs, with selection "check")
+#        scenarios.sh <selection>...
+#            (`make scenarios`, `make soak`: after `make modules`, builds the
+#            guest image, runs, prints the verdict; kernel from $KBUILD or
+#            build/kbuild-dir; results in build/scenarios-run/)
+# A selection word is a tier (check, soak), "all", or a scenario name.
+#
+# Per scenario, in a fresh directory under /dev/shm: a guest RAM file, an
+# 8 MiB disk image whose last 64 KiB are random (their SHA-256 goes to the
+# guest; the disk hot-added for "add blk" uses it too); vmsg-device starts with the
+# scenario's options and a control socket; the guest (plan scenario,
+# tests/guest/init) loads virtio_msg_shm with the scenario's parameters and
+# runs its tests (tests/selftests/scenario/). While it runs, this script
+# answers the guest's requests for control commands ("# vmsg-host add blk",
+# "# vmsg-host remove blk" on its test serial line). Afterwards it checks the
+# kernel's warnings and errors, which the guest prints last ("# vmsg-klog"),
+# against the scenario's list, and that vmsg-device stops on SIGTERM.
+#
+# <outdir>/<name>/ gets what scripts/qemu.sh writes (console.log, tap.log,
+# status), vmsg-device.log, control.log and host.tap (host-side checks as
+# KTAP, named scenario-host:<name>:...). scripts/results.py counts the guest
+# run as scenario-<name> and its tests as scenario:<name>:<test>.
+#
+# Environment: VMSG_SCENARIO_TIMEOUT (guest time limit per scenario, s),
+# VMSG_SCENARIO_TABLE (another table).
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$VMSG_TOP"
+
+TABLE=${VMSG_SCENARIO_TABLE:-tests/e2e/scenarios}
+DISK_MIB=8      # The disk tests read and write a few 64 KiB blocks only.
+GUEST_RAM=1G    # Must equal scripts/qemu.sh's -m.
+TAIL=65536      # Bytes of host data at the end of the image.
+# Kernel warnings and errors that say nothing about this project.
+NOISE='taints kernel'
+
+standalone=
+if [ $# -ge 4 ] && [ -f "$1" ]; then
+	kernel=$1 initrd=$2 outdir=$3
+	shift 3
+elif [ $# -ge 1 ]; then
+	standalone=1
+	kbuild=${KBUILD:-$(cat "$VMSG_BUILD/kbuild-dir" 2>/dev/null)} ||
+		die "no kernel build directory: run make check once, or set KBUILD"
+	kernel=$kbuild/arch/x86/boot/bzImage
+	initrd=$VMSG_BUILD/guest-scenarios.cpio.gz
+	outdir=$VMSG_BUILD/scenarios-run
+	mapfile -t kos < <(find drivers -name '*.ko' | sort)
+	scripts/guest-image.sh "$initrd" "${kos[@]}" || die "building the guest image failed"
+else
+	die "usage: scenarios.sh [<bzImage> <initramfs> <outdir>] <check|soak|all|name>..."
+fi
+selection=" $* "
+
+rm -rf "$outdir"
+mkdir -p "$outdir"
+
+trim() {
+	local s=$1
+	s=${s#"${s%%[![:space:]]*}"}
+	printf '%s' "${s%"${s##*[![:space:]]}"}"
+}
+
+# Host-side results of the current scenario.
+results=()
+result() {
+	results+=("$1|$2|${3:-}")
+	[ "$1" = fail ] && log "scenario $name: FAILED: $2${3:+ ($3)}"
+	return 0
+}
+write_host_tap() {
+	local i=0 r status check reason
+	{
+		echo "KTAP version 1"
+		echo "1..${#results[@]}"
+		for r in "${results[@]}"; do
+			i=$((i + 1))
+			IFS='|' read -r status check reason <<<"$r"
+			case $status in
+			ok) echo "ok $i scenario-host:$name:$check" ;;
+			skip) echo "ok $i scenario-host:$name:$check # SKIP $reason" ;;
+			*) echo "not ok $i scenario-host:$name:$check${reason:+ # $reason}" ;;
+			esac
+		done
+	} >"$dir/host.tap"
+}
+
+tmp=
+dev_pid=
+watcher=
+cleanup() {
+	[ -n "$watcher" ] && kill "$watcher" 2>/dev/null
+	[ -n "$dev_pid" ] && kill -KILL "$dev_pid" 2>/dev/null
+	[ -n "$tmp" ] && rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Sends one line to vmsg-device's control socket and prints its answer line.
+control() {
+	python3 - "$ctl" "$1" <<'EOF' 2>&1
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode())
+buf = b""
+while not buf.endswith(b"\n"):
+    data = s.recv(4096)
+    if not data:
+        break
+    buf += data
+print(buf.decode(errors="replace").strip())
+EOF
+}
+
+# Runs in the background while the guest runs: answers each "# vmsg-host
+# REQUEST" line of the guest's test output once, logging
+# "request|command|answer" to control.log ("add blk" adds a disk on the
+# scenario's image; "remove KIND" removes the device the last add added).
+serve_guest_requests() {
+	local handled=0 added= req cmd answer reqs
+	while :; do
+		mapfile -t reqs < <(tr -d '\r' 2>/dev/null <"$dir/tap.log" | sed -n 's/^ *# vmsg-host //p')
+		while [ "$handled" -lt "${#reqs[@]}" ]; do
+			req=${reqs[$handled]}
+			handled=$((handled + 1))
+			case $req in
+			"add blk") cmd="add blk:path=$disk" ;;
+			"add "*) cmd=$req ;;
+			"remove "*) cmd="remove $added" ;;
+			*)
+				echo "$req|-|error: no such request" >>"$dir/control.log"
+				continue
+				;;
+			esac
+			answer=$(control "$cmd")
+			echo "$req|$cmd|$answer" >>"$dir/control.log"
+			case $answer in "ok "[0-9]*) added=${answer#ok } ;; esac
+			if [ "${req%% *}" = add ]; then
+				# The device list must show the new device as N:KIND.
+				answer=$(control list)
+				case " ${answer#ok } " in
+				*" $added:${req#add } "*) ;;
+				*) answer="error: no $added:${req#add } in '$answer'" ;;
+				esac
+				echo "list after $req|list|$answer" >>"$dir/control.log"
+			fi
+		done
+		sleep 0.2
+	done
+}
+
+stop_device() {
+	if ! kill -0 "$dev_pid" 2>/dev/null; then
+		wait "$dev_pid"
+		result fail vmsg-device-exits-cleanly-on-SIGTERM "it had already exited with status $? before the guest finished"
+	else
+		kill -TERM "$dev_pid"
+		for _ in $(seq 100); do
+			kill -0 "$dev_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$dev_pid" 2>/dev/null; then
+			kill -KILL "$dev_pid"
+			wait "$dev_pid"
+			result fail vmsg-device-exits-cleanly-on-SIGTERM "still running 10 s after SIGTERM"
+		else
+			wait "$dev_pid"
+			local rc=$?
+			if [ $rc = 0 ]; then result ok vmsg-device-exits-cleanly-on-SIGTERM
+			else result fail vmsg-device-exits-cleanly-on-SIGTERM "exit status $rc"; fi
+		fi
+	fi
+	dev_pid=
+}
+
+# Compares the kernel's warnings and errors the guest printed with the
+# scenario's expectations ($1: patterns separated by ' ;; ').
+check_kernel_log() {
+	local spec=$1 klog pat line ok i required=() allowed=() known=() known_reasons=()
+	klog=$(tr -d '\r' <"$dir/tap.log" 2>/dev/null | sed -n 's/^# vmsg-klog <[0-9]>//p' | grep -v -e "$NOISE")
+	local finished=
+	grep -q VMSG-GUEST-DONE "$dir/console.log" 2>/dev/null && finished=1
+	while [ -n "$spec" ]; do
+		pat=$(trim "${spec%% ;; *}")
+		[ "$spec" = "${spec#* ;; }" ] && spec= || spec=${spec#* ;; }
+		[ -z "$pat" ] && continue
+		case $pat in
+		allow:*) allowed+=("${pat#allow:}") ;;
+		known\(*\):*)
+			pat=${pat#known(}
+			known_reasons+=("${pat%%):*}")
+			known+=("${pat#*):}")
+			;;
+		*) required+=("$pat") ;;
+		esac
+	done
+	for pat in "${required[@]}"; do
+		if [ -z "$finished" ]; then
+			result fail "kernel-logged:$pat" "the guest did not get to print its kernel log"
+		elif grep -qE -e "$pat" <<<"$klog"; then
+			result ok "kernel-logged:$pat"
+		else
+			result fail "kernel-logged:$pat" "no such warning or error, see $dir/console.log"
+		fi
+	done
+	if [ -z "$finished" ]; then
+		result fail kernel-logged-no-other-warning-or-error "the guest did not get to print its kernel log"
+		return
+	fi
+	# A known kernel problem is reported as skipped, naming it, while it shows.
+	for i in "${!known[@]}"; do
+		line=$(grep -m1 -E -e "${known[$i]}" <<<"$klog")
+		if [ -n "$line" ]; then
+			result skip "known-kernel-problem:${known_reasons[$i]}" "still seen: ${line//|/ }"
+		else
+			result ok "known-kernel-problem:${known_reasons[$i]}"
+		fi
+	done
+	local unexpected=()
+	while IFS= read -r line; do
+		[ -z "$line" ] && continue
+		ok=
+		for pat in "${required[@]}" "${allowed[@]}" "${known[@]}"; do
+			grep -qE -e "$pat" <<<"$line" && { ok=1; break; }
+		done
+		[ -z "$ok" ] && unexpected+=("$line")
+	done <<<"$klog"
+	if [ ${#unexpected[@]} = 0 ]; then
+		result ok kernel-logged-no-other-warning-or-error
+	else
+		result fail kernel-logged-no-other-warning-or-error "${#unexpected[@]} line(s), first: ${unexpected[0]//|/ }"
+		printf '%s\n' "${unexpected[@]}" >"$dir/unexpected-kernel-log"
+	fi
+}
+
+run_scenario() {
+	local devopts=$1 modargs=$2 tests=$3 expect=$4
+	local words
+	log "scenario $name: booting the guest"
+	# Nothing of an earlier attempt may be read as this one's (the request
+	# watcher reads tap.log before QEMU starts it afresh).
+	rm -f "$dir"/{console,tap}.log "$dir/status" "$dir/control.log"
+	tmp=$(mktemp -d /dev/shm/vmsg-scenario.XXXXXX) || die "cannot create a directory under /dev/shm"
+	disk=$tmp/disk.img sock=$tmp/ivshmem.sock ctl=$tmp/control.sock ram=$tmp/guest-ram
+	truncate -s "${DISK_MIB}M" "$disk"
+	dd if=/dev/urandom of="$disk" bs=$TAIL count=1 seek=$((DISK_MIB * 1048576 / TAIL - 1)) conv=notrunc status=none
+	local tail_sha
+	tail_sha=$(tail -c $TAIL "$disk" | sha256sum | cut -d' ' -f1)
+	truncate -s "$GUEST_RAM" "$ram"
+
+	devopts=${devopts//@std/--device rng --device blk:path=$disk --device console:output=echo}
+	# shellcheck disable=SC2086 # The options are words.
+	"$device" --socket "$sock" --guest-memory "$ram" --control "$ctl" --log-level info \
+		$devopts >"$dir/vmsg-device.log" 2>&1 &
+	dev_pid=$!
+	for _ in $(seq 100); do
+		[ -S "$sock" ] && [ -S "$ctl" ] && break
+		kill -0 "$dev_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ ! -S "$sock" ] || [ ! -S "$ctl" ]; then
+		result fail vmsg-device-listens "no sockets after 10 s, see $dir/vmsg-device.log"
+		kill -KILL "$dev_pid" 2>/dev/null
+		dev_pid=
+		return
+	fi
+	result ok vmsg-device-listens
+
+	read -ra words <<<"$tests"
+	local append="vmsg.plan=scenario vmsg.scenario=$name kunit.filter_glob=none-in-e2e"
+	append+=" vmsg.tests=$(IFS=+; echo "${words[*]}")"
+	append+=" vmsg.blk_sectors=$((DISK_MIB * 2048)) vmsg.blk_tail_sha256=$tail_sha"
+	if [ "$modargs" != - ] && [ -n "$modargs" ]; then
+		read -ra words <<<"$modargs"
+		append+=" vmsg.shm_args=$(IFS=,; echo "${words[*]}")"
+	fi
+	serve_guest_requests &
+	watcher=$!
+	scripts/qemu.sh "$kernel" "$initrd" "$dir" "${VMSG_SCENARIO_TIMEOUT:-150}" "$append" -- \
+		-object "memory-backend-file,id=mem,size=$GUEST_RAM,mem-path=$ram,share=on" \
+		-machine memory-backend=mem \
+		-chardev "socket,path=$sock,id=ivsh" \
+		-device ivshmem-doorbell,chardev=ivsh,vectors=1
+	kill "$watcher" 2>/dev/null
+	wait "$watcher" 2>/dev/null
+	watcher=
+	if [ -f "$dir/console.early-boot-report.log" ] && [ "$attempt" = 1 ]; then
+		# scripts/qemu.sh booted a second time after a report of the base
+		# kernel before /init, against the same vmsg-device, whose faults
+		# may have fired already: run the whole scenario again instead.
+		mv "$dir/console.early-boot-report.log" "$dir/console.early-boot-report.1.log"
+		log "scenario $name: running it again from the start with a fresh vmsg-device"
+		kill -KILL "$dev_pid" 2>/dev/null
+		wait "$dev_pid" 2>/dev/null
+		dev_pid=
+		rm -rf "$tmp" "$dir/control.log"
+		tmp=
+		again=1
+		return
+	fi
+
+	# The control commands the guest asked for must have been carried out.
+	local req cmd answer
+	if [ -f "$dir/control.log" ]; then
+		while IFS='|' read -r req cmd answer; do
+			case $answer in
+			ok*) result ok "control:$req" ;;
+			*) result fail "control:$req" "'$cmd' answered '$answer'" ;;
+			esac
+		done <"$dir/control.log"
+	elif [[ " $tests " == *" hotadd"* ]]; then
+		result fail control:hot-add "the guest asked for no control command"
+	fi
+
+	stop_device
+	if [[ "$devopts" != *--fault* ]]; then
+		local errors
+		errors=$(grep -c ' ERROR ' "$dir/vmsg-device.log")
+		if [ "$errors" = 0 ]; then result ok vmsg-device-logged-no-error
+		else result fail vmsg-device-logged-no-error "$errors ERROR line(s) in $dir/vmsg-device.log"; fi
+	fi
+	check_kernel_log "$expect"
+	rm -rf "$tmp"
+	tmp=
+}
+
+log "scenarios: building vmsg-device"
+device=tools/target/release/vmsg-device
+build_ok=1
+cargo build --release --quiet --manifest-path tools/Cargo.toml -p vmsg-device >"$outdir/vmsg-device-build.log" 2>&1 || build_ok=
+
+ran=()
+while IFS= read -r line; do
+	case $(trim "$line") in '' | '#'*) continue ;; esac
+	IFS='|' read -r name tier devopts modargs tests expect <<<"$line"
+	name=$(trim "$name") tier=$(trim "$tier") devopts=$(trim "$devopts")
+	modargs=$(trim "$modargs") tests=$(trim "$tests") expect=$(trim "$expect")
+	group=${tier%% *} skip=
+	[[ "$tier" == *skip:* ]] && skip=$(trim "${tier#*skip:}")
+	[[ "$selection" == *" $name "* || "$selection" == *" $group "* || "$selection" == *" all "* ]] || continue
+	dir=$outdir/$name
+	mkdir -p "$dir"
+	results=()
+	ran+=("$name")
+	if [ -n "$skip" ] && [[ "$selection" != *" $name "* ]]; then
+		log "scenario $name: skipped: $skip"
+		result skip scenario "$skip"
+	elif [ -z "$build_ok" ]; then
+		result fail vmsg-device-builds "see $outdir/vmsg-device-build.log"
+	else
+		for attempt in 1 2; do
+			again=
+			results=()
+			run_scenario "$devopts" "$modargs" "$tests" "$expect"
+			[ -n "$again" ] || break
+		done
+	fi
+	write_host_tap
+done <"$TABLE"
+[ ${#ran[@]} -gt 0 ] || die "no scenario matches '$*' in $TABLE"
+
+[ -n "$standalone" ] || exit 0
+args=(--out "$VMSG_BUILD/scenarios-results.tap")
+for name in "${ran[@]}"; do
+	[ -f "$outdir/$name/status" ] && args+=(--guest "scenario-$name=$outdir/$name")
+	args+=(--tap "$outdir/$name/host.tap")
+done
+python3 scripts/results.py report "${args[@]}"

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Hot remove while the bus is up (after test_hotadd): the guest asks the host
+# ("# vmsg-host remove KIND"), scripts/scenarios.sh sends the control command
+# (EVENT_DEVICE removed follows), and the guest waits (bounded) until the
+# device is gone: no longer on the virtio bus and, once its removal has
+# completed, without debugfs stats. $1 is the kind (blk).
+. ./lib.sh
+ktap_plan 5
+id=$(kind_id "$1") || exit 1
+drv=$(kind_driver "$1")
+
+# (A device going away while vdev_by_id reads it makes cat complain.)
+present() { vdev_by_id "$id" >/dev/null 2>&1; }
+off_the_bus() { ! vdev_by_id "$id" >/dev/null 2>&1; }
+removed() { off_the_bus && [ -z "$(stats_files "$id")" ]; }
+
+disappears() {
+	wait_for 60 off_the_bus && return 0
+	echo "# still there after 60 s:"
+	list_devices
+	return 1
+}
+
+removal_completes() {
+	wait_for 60 removed && return 0
+	echo "# debugfs stats still there after 60 s: $(stats_files "$id")"
+	return 1
+}
+
+all_bound() {
+	n=$(ls /sys/bus/virtio/devices | wc -l)
+	[ "$n" = "$1" ] || { echo "# $n virtio devices, expected $1"; list_devices; return 1; }
+	for d in /sys/bus/virtio/devices/*; do
+		[ -e "$d" ] || continue
+		[ -n "$(bound_driver "$d")" ] || { echo "# $(basename "$d") has no driver"; return 1; }
+	done
+}
+
+before=$(ls /sys/bus/virtio/devices | wc -l)
+chain "virtio-$1 is there before the hot remove" present
+mark=$(log_mark)
+ask_host remove "$1"
+t=$(now)
+chain "hot-removed, it leaves the virtio bus" disappears
+chain "its removal completes (its debugfs stats go)" removal_completes
+echo "# it took $(ms_since "$t") ms"
+chain "the other devices are still there and bound" all_bound $((before - 1))
+leaf "the removal logged no warning or error about virtio" kernel_log_clean "$mark"
+ktap_finish

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Whatever happened before, the bus module and then the transport unload:
+# no virtio device and no bus instance remain.
+. ./lib.sh
+ktap_plan 4
+
+timed_rmmod() {
+	t=$(now)
+	quiet rmmod "$1" || return 1
+	echo "# rmmod $1 took $(ms_since "$t") ms"
+}
+
+chain "virtio_msg_shm unloads" timed_rmmod virtio_msg_shm
+chain "no virtio device remains" no_devices
+chain "no bus instance remains registered" no_instance
+chain "virtio_msg unloads" timed_rmmod virtio_msg
+ktap_finish

@@ -4,7 +4,8 @@
 # Steps: install what is missing, get the (cached) kernel, build the modules
 # with clippy and -D warnings, check formatting, run the host `cargo test`,
 # boot the test guest (KUnit suites run as modules load, then the selftests),
-# and prove the harness itself notices a failing test, a WARN and a hang.
+# boot the arm64 guest (the FF-A bus; scripts/arm64.sh), and prove the
+# harness itself notices a failing test, a WARN and a hang.
 # Results: build/test-results.tap; exit status non-zero on any failure.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -15,6 +16,7 @@ mkdir -p "$VMSG_BUILD"
 rm -rf "$VMSG_BUILD"/guest-main "$VMSG_BUILD"/guest-e2e "$VMSG_BUILD"/e2e-skip.tap \
 	"$VMSG_BUILD"/harness.tap "$VMSG_BUILD"/cargo-test.log{,.rc}
 rm -rf "$VMSG_BUILD"/scenarios
+rm -rf "$VMSG_BUILD"/guest-arm64 "$VMSG_BUILD"/arm64-skip.tap
 steps=$VMSG_BUILD/steps.tap
 : >"$steps"
 nstep=0
@@ -46,6 +48,8 @@ report() {
 		[ -f "$d/host.tap" ] && args+=(--tap "$d/host.tap")
 	done
 	[ -f "$VMSG_BUILD/harness.tap" ] && args+=(--tap "$VMSG_BUILD/harness.tap")
+	[ -f "$VMSG_BUILD/guest-arm64/status" ] && args+=(--guest "arm64=$VMSG_BUILD/guest-arm64")
+	[ -f "$VMSG_BUILD/arm64-skip.tap" ] && args+=(--tap "$VMSG_BUILD/arm64-skip.tap")
 	python3 "$VMSG_TOP/scripts/results.py" report "${args[@]}"
 	exit $?
 }
@@ -78,6 +82,22 @@ if [ -f drivers/virtio_msg_shm/virtio_msg_shm.ko ]; then
 	scripts/scenarios.sh "$kernel_image" "$VMSG_BUILD/guest.cpio.gz" "$VMSG_BUILD/scenarios" check
 else
 	printf 'KTAP version 1\n1..1\nok 1 e2e # SKIP drivers/virtio_msg_shm/virtio_msg_shm.ko not built\n' >"$VMSG_BUILD/e2e-skip.tap"
+fi
+
+# arm64: the modules and the FF-A bus (drivers/virtio_msg_ffa, arm64 only)
+# built for an arm64 kernel with clippy and -D warnings, then a boot of QEMU's
+# virt machine (TCG, no FF-A firmware): the modules load, their KUnit suites
+# run (the FF-A bus against its fake partition), the bus stays idle and
+# everything unloads. See scripts/arm64.sh. VMSG_ARM64=0 skips it.
+if [ "${VMSG_ARM64:-1}" = 0 ]; then
+	printf 'KTAP version 1\n1..1\nok 1 arm64 # SKIP VMSG_ARM64=0\n' >"$VMSG_BUILD/arm64-skip.tap"
+elif step arm64-kernel sh -c 'scripts/arm64.sh kernel >"$1"' _ "$VMSG_BUILD/kbuild-arm64-dir"; then
+	KBUILD_ARM64=$(cat "$VMSG_BUILD/kbuild-arm64-dir")
+	if step arm64-modules scripts/arm64.sh modules "$KBUILD_ARM64" &&
+		step arm64-guest-image scripts/arm64.sh image "$VMSG_BUILD/arm64-guest.cpio.gz"; then
+		scripts/arm64.sh boot "$KBUILD_ARM64" "$VMSG_BUILD/arm64-guest.cpio.gz" \
+			"$VMSG_BUILD/guest-arm64" "${VMSG_ARM64_TIMEOUT:-600}"
+	fi
 fi
 
 # Harness self-tests: each guest misbehaves on purpose and the verdict must

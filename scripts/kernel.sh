@@ -7,13 +7,20 @@
 #   VMSG_LINUX_TARBALL=<file> a linux source tarball, e.g. Debian's linux-source-7.2.
 #   otherwise                 Debian's linux-source-7.2 package, downloaded and verified.
 #
+# ARCH=arm64 builds the arm64 kernel of the FF-A bus (tests/kernel-arm64.config,
+# or VMSG_KCONFIG_ARM64) with LLVM's cross compilers; scripts/arm64.sh uses it.
+#
 # Builds are cached under $VMSG_CACHE by a key of (source checksum, config
 # fragment, toolchain versions), so a second run does not rebuild.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 ARCH=${ARCH:-x86_64}
-FRAGMENT=${VMSG_KCONFIG:-$VMSG_TOP/tests/kernel.config}
+case "$ARCH" in
+x86_64) FRAGMENT=${VMSG_KCONFIG:-$VMSG_TOP/tests/kernel.config} ;;
+arm64) FRAGMENT=${VMSG_KCONFIG_ARM64:-$VMSG_TOP/tests/kernel-arm64.config} ;;
+*) die "ARCH=$ARCH: only x86_64 and arm64 are supported" ;;
+esac
 DEB_URL=https://deb.debian.org/debian/pool/main/l/linux/linux-source-7.2_7.2.11-1~bpo13+1_all.deb
 DEB_SHA256=97a3aac3a9eeb8f18e8b0511af9261c54605fd23b712f1a48144360a123738a2
 TARBALL_SHA256=4d5236387c51a225c59ed8e98e8ef350baf6f38e3f66b2bb66cf347826a80b33

@@ -7,8 +7,11 @@ set -euo pipefail
 
 PACKAGES=(
 	clang-19 lld-19 llvm-19 libclang-19-dev
-	qemu-system-x86 busybox-static cpio bc flex bison
+	qemu-system-x86 qemu-system-arm busybox-static cpio bc flex bison
 	libelf-dev libssl-dev xz-utils kmod e2fsprogs curl ca-certificates
+	# make bench: fio for the guest, qemu-storage-daemon (in qemu-system-common)
+	# for vhost-user-blk, python3-venv for matplotlib from PyPI.
+	fio qemu-system-common python3-venv
 )
 BINDGEN_VERSION=0.73.2
 

@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory areas: pages shared with the partition by `FFA_MEM_SHARE` and announced with
+//! AREA_SHARE, so that bus addresses `area_id << 48 | offset` name bytes inside them.
+//!
+//! The transport does not place virtqueues in areas yet (it gives the DMA layer's addresses);
+//! this is the bus side of it, tested against the fake partition.
+
+use crate::{
+    link::{inc, Link, Reply, SharedArea},
+    partition::Partition,
+    vmsg::codec::{
+        ffa::{Area, AreaResult, FfaBusMessage},
+        Message,
+    },
+};
+use kernel::{
+    page::Page,
+    prelude::*,
+    time::{delay::fsleep, Delta},
+};
+
+/// AREA_SHARE / AREA_UNSHARE attempts while the partition answers busy.
+const AREA_BUSY_TRIES: u32 = 8;
+
+impl<P: Partition> Link<P> {
+    /// Sends AREA_SHARE or AREA_UNSHARE for `area`, retrying while the partition is busy.
+    fn area_call(&self, share: bool, area: Area) -> Result {
+        let msg = if share {
+            FfaBusMessage::AreaShareRequest(area)
+        } else {
+            FfaBusMessage::AreaUnshareRequest(area)
+        };
+        for attempt in 0..AREA_BUSY_TRIES {
+            let reply = self.bus_call(Message::Ffa(msg), |m| match m {
+                Message::Ffa(
+                    FfaBusMessage::AreaShareResponse { area_id, result }
+                    | FfaBusMessage::AreaUnshareResponse { area_id, result },
+                ) if area_id == area.area_id => Some(result),
+                _ => None,
+            })?;
+            match reply {
+                Reply::Answer(AreaResult::Ok) => return Ok(()),
+                Reply::Answer(AreaResult::Busy) => {
+                    inc(&self.stats.busy);
+                    fsleep(Delta::from_millis(1 << attempt));
+                }
+                Reply::Answer(AreaResult::Error) | Reply::Refused => return Err(EIO),
+            }
+        }
+        Err(EBUSY)
+    }
+
+    /// Gives `pages` back to the page allocator once the partition lost access; leaks them
+    /// (with a log line) when `FFA_MEM_RECLAIM` fails, as the partition may still write them.
+    fn reclaim_or_leak(&self, handle: u64, pages: KVec<Page>) -> Result {
+        match self.partition().reclaim(handle) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                pr_err!(
+                    "memory handle {handle:#x} not reclaimed ({e:?}); leaking {} page(s)\n",
+                    pages.len()
+                );
+                core::mem::forget(pages);
+                Err(e)
+            }
+        }
+    }
+
+    /// Shares `pages` with the partition and announces them as a new area; returns its id.
+    /// `ENOSPC` past the partition's `max_areas`; the FF-A error when sharing fails; `EIO`
+    /// when the partition refuses the area (the memory is reclaimed).
+    #[cfg_attr(
+        not(CONFIG_KUNIT),
+        expect(dead_code, reason = "the transport does not use areas yet")
+    )]
+    pub(crate) fn share_area(&self, pages: KVec<Page>) -> Result<u16> {
+        let max_areas = self.negotiated().ok_or(ENODEV)?.max_areas;
+        let page_count = u32::try_from(pages.len()).map_err(|_| EINVAL)?;
+        if page_count == 0 {
+            return Err(EINVAL);
+        }
+        // Areas are announced one at a time: the lock also keeps ids unique.
+        let mut areas = self.areas.lock();
+        areas.reserve(1, GFP_KERNEL)?;
+        let id = (0..max_areas)
+            .find(|id| !areas.iter().any(|a| a.id == *id))
+            .ok_or(ENOSPC)?;
+        let handle = self.partition().share(&pages, 0)?;
+        let area = Area {
+            area_id: id,
+            handle,
+            tag: 0,
+            page_count,
+            attributes: 0,
+        };
+        if let Err(e) = self.area_call(true, area) {
+            let _ = self.reclaim_or_leak(handle, pages);
+            return Err(e);
+        }
+        let shared = SharedArea {
+            id,
+            handle,
+            pages,
+            released: false,
+        };
+        if let Err(e) = areas.push_within_capacity(shared) {
+            // Not reached (capacity was reserved); keep every shared area listed anyway.
+            let SharedArea { handle, pages, .. } = e.0;
+            let _ = self.area_call(false, area);
+            let _ = self.reclaim_or_leak(handle, pages);
+            return Err(ENOMEM);
+        }
+        Ok(id)
+    }
+
+    /// Withdraws area `id` (AREA_UNSHARE, unless the partition released it) and reclaims its
+    /// memory.
+    #[cfg_attr(
+        not(CONFIG_KUNIT),
+        expect(dead_code, reason = "the transport does not use areas yet")
+    )]
+    pub(crate) fn unshare_area(&self, id: u16) -> Result {
+        let area = {
+            let mut areas = self.areas.lock();
+            let pos = areas.iter().position(|a| a.id == id).ok_or(ENOENT)?;
+            areas.remove(pos).map_err(|_| ENOENT)?
+        };
+        self.withdraw(area)
+    }
+
+    fn withdraw(&self, area: SharedArea) -> Result {
+        if !area.released {
+            let page_count = u32::try_from(area.pages.len()).map_err(|_| EINVAL)?;
+            let desc = Area {
+                area_id: area.id,
+                handle: area.handle,
+                tag: 0,
+                page_count,
+                attributes: 0,
+            };
+            if let Err(e) = self.area_call(false, desc) {
+                pr_warn!("AREA_UNSHARE of area {} failed: {e:?}\n", area.id);
+            }
+        }
+        self.reclaim_or_leak(area.handle, area.pages)
+    }
+
+    /// Withdraws every area (at removal).
+    pub(crate) fn unshare_all(&self) {
+        let areas = core::mem::take(&mut *self.areas.lock());
+        for area in areas {
+            let _ = self.withdraw(area);
+        }
+    }
+
+    /// AREA_RELEASE: the partition no longer uses area `id`.
+    pub(crate) fn area_released(&self, id: u16) -> Result {
+        let mut areas = self.areas.lock();
+        let area = areas.iter_mut().find(|a| a.id == id).ok_or(ENOENT)?;
+        area.released = true;
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Bringing a bus instance up: RESET, VERSION (ALP2, then ALP1), the event method
+//! (EVENT_CONFIGURE), GET_DEVICES discovery and registration with the transport.
+
+use crate::{
+    link::{Alp, BusSide, EventMode, Link, Negotiated, Reply},
+    partition::Partition,
+    vmsg::{
+        bus::{client::BusRegistration, Terms},
+        codec::{
+            bus::{present_devices, BusMessage},
+            ffa::{
+                EventMethod, FfaBusMessage, ALP1_PROTO_VERSION, BUS_F_DIRECT_TX, BUS_F_NOTIF_RX,
+                DIRECT_MSG_MAX_SIZE,
+            },
+            negotiate_max_msg_size, Layout, Message, TRANSPORT_FEATURES_REVISION_1,
+            TRANSPORT_REVISION_1,
+        },
+        errno::eproto,
+    },
+};
+use kernel::{prelude::*, sync::Arc};
+
+/// Bus version of the ALP2 VERSION layout (DEN0153 ALP2), proposed first.
+pub(crate) const BUS_VERSION_ALP2: u32 = 2;
+/// Device numbers asked for per GET_DEVICES request (a 32-byte bitmap).
+pub(crate) const DEVICES_WINDOW: u16 = 256;
+
+impl<P: Partition> Link<P> {
+    /// Resets the bus instance (RESET): the partition drops every device and the negotiated
+    /// terms. `EOPNOTSUPP`-like refusal is reported as `EPERM`.
+    pub(crate) fn reset_bus(&self) -> Result {
+        let reply = self.bus_call(Message::Ffa(FfaBusMessage::ResetRequest), |m| match m {
+            Message::Ffa(FfaBusMessage::ResetResponse { result }) => Some(result),
+            _ => None,
+        })?;
+        match reply {
+            Reply::Answer(0) => {
+                self.set_negotiated(None);
+                Ok(())
+            }
+            Reply::Answer(result) => {
+                pr_warn!("partition failed RESET (result {result})\n");
+                Err(EIO)
+            }
+            Reply::Refused => Err(EPERM),
+        }
+    }
+
+    /// VERSION in the ALP2 layout. `None` when the partition refuses it (ERROR, or an answer
+    /// in the ALP1 layout).
+    fn version_alp2(&self, our_max: u16) -> Result<Option<Negotiated>> {
+        let reply = self.bus_call(
+            Message::Ffa(FfaBusMessage::VersionRequest {
+                bus_version: BUS_VERSION_ALP2,
+                transport_revision: TRANSPORT_REVISION_1,
+                ffa_version: self.partition().ffa_version(),
+            }),
+            |m| match m {
+                Message::Ffa(FfaBusMessage::VersionResponse(info)) => Some(Some(info)),
+                Message::Ffa(FfaBusMessage::VersionAlp1Response { .. }) => Some(None),
+                _ => None,
+            },
+        )?;
+        let info = match reply {
+            Reply::Answer(Some(info)) => info,
+            Reply::Answer(None) | Reply::Refused => return Ok(None),
+        };
+        if info.bus_version != BUS_VERSION_ALP2 || info.transport_revision != TRANSPORT_REVISION_1 {
+            pr_err!(
+                "partition accepted VERSION with other terms (bus version {}, transport revision {})\n",
+                info.bus_version,
+                info.transport_revision
+            );
+            return Err(eproto());
+        }
+        if info.bus_features & BUS_F_DIRECT_TX == 0 {
+            pr_err!(
+                "partition takes no direct messages (bus features {:#x}); indirect messaging is not supported\n",
+                info.bus_features
+            );
+            return Err(ENODEV);
+        }
+        Ok(Some(Negotiated {
+            terms: Terms {
+                revision: TRANSPORT_REVISION_1,
+                max_msg_size: our_max,
+                features: info.transport_features & TRANSPORT_FEATURES_REVISION_1,
+                layout: Layout::Revision1,
+            },
+            alp: Alp::Alp2,
+            bus_features: info.bus_features,
+            max_areas: info.max_areas,
+        }))
+    }
+
+    /// VERSION in the ALP1 layout; `None` when refused. ALP1 partitions predate the
+    /// revision 1 payload layout and speak the late-2025 one; they announce no features.
+    fn version_alp1(&self, our_max: u16) -> Result<Option<Negotiated>> {
+        let reply = self.bus_call(
+            Message::Ffa(FfaBusMessage::VersionAlp1Request {
+                transport_revision: TRANSPORT_REVISION_1,
+            }),
+            |m| match m {
+                Message::Ffa(FfaBusMessage::VersionAlp1Response { transport_revision }) => {
+                    Some(transport_revision)
+                }
+                _ => None,
+            },
+        )?;
+        match reply {
+            Reply::Refused => Ok(None),
+            Reply::Answer(TRANSPORT_REVISION_1) => Ok(Some(Negotiated {
+                terms: Terms {
+                    revision: TRANSPORT_REVISION_1,
+                    max_msg_size: our_max,
+                    features: 0,
+                    layout: Layout::Late2025,
+                },
+                alp: Alp::Alp1,
+                bus_features: BUS_F_DIRECT_TX,
+                max_areas: 0,
+            })),
+            Reply::Answer(other) => {
+                pr_err!("partition accepted ALP1 VERSION with transport revision {other}\n");
+                Err(eproto())
+            }
+        }
+    }
+
+    /// Negotiates with VERSION, ALP2 first, ALP1 when that is refused. The result holds until
+    /// a bus RESET: a second negotiation before it fails with `EBUSY`.
+    pub(crate) fn negotiate(&self) -> Result<Negotiated> {
+        if self.negotiated().is_some() {
+            return Err(EBUSY);
+        }
+        let our_max = negotiate_max_msg_size(
+            TRANSPORT_REVISION_1,
+            u32::from(self.config.max_msg_size),
+            u32::from(DIRECT_MSG_MAX_SIZE),
+        )
+        .ok_or(EINVAL)?;
+        let negotiated = match self.version_alp2(our_max)? {
+            Some(n) => n,
+            None => match self.version_alp1(our_max)? {
+                Some(n) => n,
+                None => {
+                    pr_err!(
+                        "partition refused VERSION: tried ALP2 (bus version {BUS_VERSION_ALP2}) and ALP1 (protocol version {ALP1_PROTO_VERSION:#x}), transport revision {TRANSPORT_REVISION_1}\n"
+                    );
+                    return Err(ENODEV);
+                }
+            },
+        };
+        self.set_negotiated(Some(negotiated));
+        Ok(negotiated)
+    }
+
+    fn event_configure(&self, method: EventMethod, notification_id: u16) -> Result<Reply<()>> {
+        self.bus_call(
+            Message::Ffa(FfaBusMessage::EventConfigureRequest {
+                method,
+                notification_id,
+            }),
+            |m| match m {
+                Message::Ffa(FfaBusMessage::EventConfigureResponse) => Some(()),
+                _ => None,
+            },
+        )
+    }
+
+    /// Chooses how the partition signals events: an FF-A notification when it offers one
+    /// (ALP2 bus feature NOTIF_RX) and Linux can bind it, polling otherwise.
+    pub(crate) fn configure_events(self: &Arc<Self>, n: &Negotiated) -> Result<EventMode> {
+        let id = self.config.notification_id;
+        if n.alp == Alp::Alp2 && n.bus_features & BUS_F_NOTIF_RX != 0 {
+            match self.request_notification() {
+                Ok(()) => match self.event_configure(EventMethod::Notification, id.into()) {
+                    Ok(Reply::Answer(())) => return Ok(EventMode::Notification),
+                    Ok(Reply::Refused) => {
+                        pr_info!("partition refused notification {id} for events; polling\n");
+                        self.partition().notify_relinquish();
+                    }
+                    Err(e) => {
+                        self.partition().notify_relinquish();
+                        return Err(e);
+                    }
+                },
+                Err(e) => pr_info!("FF-A notification {id} unavailable ({e:?}); polling\n"),
+            }
+        }
+        if n.alp == Alp::Alp2 && self.event_configure(EventMethod::Poll, 0)? == Reply::Refused {
+            pr_warn!("partition refused polled events; polling anyway\n");
+        }
+        Ok(EventMode::Poll)
+    }
+
+    /// Discovers the device numbers present, window by window.
+    pub(crate) fn discover(&self) -> Result<KVec<u16>> {
+        let mut found = KVec::new();
+        let mut offset: u16 = 0;
+        // Each window moves `offset` forward, so at most 256 windows cover all numbers.
+        for _ in 0..=u16::MAX / DEVICES_WINDOW {
+            let reply = self.bus_call(
+                Message::Bus(BusMessage::GetDevicesRequest {
+                    offset,
+                    count: DEVICES_WINDOW,
+                }),
+                |m| match m {
+                    Message::Bus(BusMessage::GetDevicesResponse {
+                        offset: o,
+                        next_offset,
+                        bitmap,
+                    }) if o == offset => {
+                        let mut numbers = KVec::new();
+                        for n in present_devices(o, bitmap) {
+                            numbers.push(n, GFP_KERNEL).ok()?;
+                        }
+                        Some((next_offset, numbers))
+                    }
+                    _ => None,
+                },
+            )?;
+            let Reply::Answer((next_offset, numbers)) = reply else {
+                pr_err!("partition refused GET_DEVICES\n");
+                return Err(eproto());
+            };
+            found.extend_from_slice(&numbers, GFP_KERNEL)?;
+            if next_offset == 0 {
+                return Ok(found);
+            }
+            if next_offset <= offset {
+                pr_err!("GET_DEVICES went backwards ({offset} -> {next_offset})\n");
+                return Err(eproto());
+            }
+            offset = next_offset;
+        }
+        Err(eproto())
+    }
+
+    fn try_bring_up(self: &Arc<Self>, parent: Option<&kernel::device::Device>) -> Result {
+        // A previous instance (module reload, kexec) may have negotiated: start clean. Older
+        // partitions may not know RESET; that is not fatal.
+        match self.reset_bus() {
+            Err(e) if e != EPERM => return Err(e),
+            _ => {}
+        }
+        let n = self.negotiate()?;
+        let mode = self.configure_events(&n)?;
+        let devices = self.discover()?;
+        pr_info!(
+            "bus up: {:?}, transport revision {}, max message {} bytes, bus features {:#x}, events by {:?}, {} device(s)\n",
+            n.alp,
+            n.terms.revision,
+            n.terms.max_msg_size,
+            n.bus_features,
+            mode,
+            devices.len()
+        );
+        let side = Arc::new(BusSide(self.clone()), GFP_KERNEL)?;
+        let registration = Arc::new(BusRegistration::new(parent, n.terms, side)?, GFP_KERNEL)?;
+        self.set_registration(Some(registration.clone()));
+        self.start_events(mode);
+        for &dev_num in devices.iter() {
+            if let Err(e) = registration.add_device(dev_num) {
+                pr_warn!("device {dev_num} could not be added: {e:?}\n");
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the instance up; on failure it is shut down again.
+    pub(crate) fn bring_up(self: &Arc<Self>, parent: Option<&kernel::device::Device>) -> Result {
+        self.try_bring_up(parent).inspect_err(|_| self.shutdown())
+    }
+}

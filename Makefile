@@ -5,6 +5,11 @@
 #   make run     boot a guest with the modules loaded and show what they report
 #   make e2e     only the end-to-end test (virtio drivers over virtio_msg_shm
 #                against tools/vmsg-device), with its verdict
+#   make scenarios  only the end-to-end scenarios make check runs
+#                (tests/e2e/scenarios, tier check), with their verdict
+#   make soak    the slower or redundant end-to-end scenarios (tier soak)
+#   make bench   virtio-blk over virtio-msg against virtio-blk-pci and
+#                vhost-user-blk-pci (fio in a guest); writes bench/results.*
 #
 # Kbuild reads this directory's Kbuild file; this Makefile is for people.
 
@@ -15,7 +20,7 @@ CLIPPY ?=
 
 RUST_SOURCES = $(shell find drivers rust tests/harness -name '*.rs' 2>/dev/null)
 
-.PHONY: check run e2e modules kernel setup rustfmt-check fmt fuzz clean
+.PHONY: check run e2e scenarios soak bench modules kernel setup rustfmt-check fmt fuzz clean
 
 check:
 	@scripts/check.sh
@@ -25,6 +30,15 @@ run: modules
 
 e2e: modules
 	@KBUILD="$(KBUILD)" scripts/e2e.sh
+
+scenarios: modules
+	@KBUILD="$(KBUILD)" scripts/scenarios.sh $(or $(SCENARIOS),check)
+
+soak: modules
+	@KBUILD="$(KBUILD)" scripts/scenarios.sh $(or $(SCENARIOS),soak)
+
+bench: modules
+	@KBUILD="$(KBUILD)" scripts/bench.sh
 
 setup:
 	@scripts/setup.sh

@@ -6,6 +6,7 @@ use crate::{
     instance::Instance,
     vmsg::bus::host::{ForeignLink, Host},
 };
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     debugfs::Dir,
     device::Device,
@@ -13,6 +14,9 @@ use kernel::{
     str::CString,
     sync::{aref::ARef, Arc},
 };
+
+/// Instances registered without a parent device so far, for their debugfs names.
+static UNNAMED_INSTANCES: AtomicU32 = AtomicU32::new(0);
 
 /// One bus instance that a bus module registered.
 #[pin_data]
@@ -30,10 +34,14 @@ impl Host for BusHost {
             terms.revision,
             terms.max_msg_size
         );
-        // One debugfs directory per instance, named after the bus device.
+        // One debugfs directory per instance, named after the bus device, or numbered for an
+        // instance without one (several may exist at once).
         let name = match &parent {
             Some(p) => CString::try_from_fmt(fmt!("virtio_msg-{}", p.name()))?,
-            None => CString::try_from_fmt(fmt!("virtio_msg-bus"))?,
+            None => {
+                let n = UNNAMED_INSTANCES.fetch_add(1, Ordering::Relaxed);
+                CString::try_from_fmt(fmt!("virtio_msg-bus{n}"))?
+            }
         };
         let dir = Dir::new(&name);
         KBox::pin_init(

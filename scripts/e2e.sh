@@ -49,29 +49,9 @@ fi
 rm -rf "$outdir"
 mkdir -p "$outdir"
 host_tap=$outdir/host.tap
-results=()
 # Records one host-side check: result ok|fail|skip name [reason].
-result() {
-	results+=("$1|$2|${3:-}")
-	[ "$1" = fail ] && log "e2e: FAILED: $2${3:+ ($3)}"
-	return 0
-}
-write_host_tap() {
-	local i=0 r status name reason
-	{
-		echo "KTAP version 1"
-		echo "1..${#results[@]}"
-		for r in "${results[@]}"; do
-			i=$((i + 1))
-			IFS='|' read -r status name reason <<<"$r"
-			case $status in
-			ok) echo "ok $i e2e-host:$name" ;;
-			skip) echo "ok $i e2e-host:$name # SKIP $reason" ;;
-			*) echo "not ok $i e2e-host:$name${reason:+ # $reason}" ;;
-			esac
-		done
-	} >"$host_tap"
-}
+result() { host_result e2e "$@"; }
+write_host_tap() { host_tap_write e2e-host: "$host_tap"; }
 
 tmp=$(mktemp -d /dev/shm/vmsg-e2e.XXXXXX) || die "cannot create a directory under /dev/shm"
 dev_pid=

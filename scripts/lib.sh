@@ -14,3 +14,33 @@ die() { printf '[vmsg] error: %s\n' "$*" >&2; exit 1; }
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
+
+# Host-side checks of a test run (scripts/e2e.sh, scripts/scenarios.sh), kept
+# until host_tap_write turns them into KTAP; reset with host_results=().
+host_results=()
+
+# Records one check: host_result <log label> ok|fail|skip <name> [reason].
+host_result() {
+	host_results+=("$2|$3|${4:-}")
+	[ "$2" = fail ] && log "$1: FAILED: $3${4:+ ($4)}"
+	return 0
+}
+
+# Writes the recorded checks as KTAP, each named <prefix><name>:
+# host_tap_write <prefix> <file>.
+host_tap_write() {
+	local prefix=$1 i=0 r status name reason
+	{
+		echo "KTAP version 1"
+		echo "1..${#host_results[@]}"
+		for r in "${host_results[@]}"; do
+			i=$((i + 1))
+			IFS='|' read -r status name reason <<<"$r"
+			case $status in
+			ok) echo "ok $i $prefix$name" ;;
+			skip) echo "ok $i $prefix$name # SKIP $reason" ;;
+			*) echo "not ok $i $prefix$name${reason:+ # $reason}" ;;
+			esac
+		done
+	} >"$2"
+}

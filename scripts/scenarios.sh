@@ -68,28 +68,8 @@ trim() {
 }
 
 # Host-side results of the current scenario.
-results=()
-result() {
-	results+=("$1|$2|${3:-}")
-	[ "$1" = fail ] && log "scenario $name: FAILED: $2${3:+ ($3)}"
-	return 0
-}
-write_host_tap() {
-	local i=0 r status check reason
-	{
-		echo "KTAP version 1"
-		echo "1..${#results[@]}"
-		for r in "${results[@]}"; do
-			i=$((i + 1))
-			IFS='|' read -r status check reason <<<"$r"
-			case $status in
-			ok) echo "ok $i scenario-host:$name:$check" ;;
-			skip) echo "ok $i scenario-host:$name:$check # SKIP $reason" ;;
-			*) echo "not ok $i scenario-host:$name:$check${reason:+ # $reason}" ;;
-			esac
-		done
-	} >"$dir/host.tap"
-}
+result() { host_result "scenario $name" "$@"; }
+write_host_tap() { host_tap_write "scenario-host:$name:" "$dir/host.tap"; }
 
 tmp=
 dev_pid=
@@ -347,7 +327,7 @@ while IFS= read -r line; do
 	[[ "$selection" == *" $name "* || "$selection" == *" $group "* || "$selection" == *" all "* ]] || continue
 	dir=$outdir/$name
 	mkdir -p "$dir"
-	results=()
+	host_results=()
 	ran+=("$name")
 	if [ -n "$skip" ] && [[ "$selection" != *" $name "* ]]; then
 		log "scenario $name: skipped: $skip"
@@ -357,7 +337,7 @@ while IFS= read -r line; do
 	else
 		for attempt in 1 2; do
 			again=
-			results=()
+			host_results=()
 			run_scenario "$devopts" "$modargs" "$tests" "$expect"
 			[ -n "$again" ] || break
 		done

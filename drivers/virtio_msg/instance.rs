@@ -128,17 +128,18 @@ impl<B: BusLink> Instance<B> {
         Ok(())
     }
 
-    /// Removes every device, last added first.
+    /// Removes every device, last added first. Each stays reachable by events until its driver
+    /// is gone: removing a disk writes back its dirty data, which needs the used-buffer events.
     pub(crate) fn remove_all(&self) {
         loop {
-            let last = self.slots.lock().pop();
-            match last {
-                Some(slot) => {
-                    slot.registration.unregister();
-                    slot.device.stats.log(slot.device.dev_num());
-                }
-                None => break,
-            }
+            let last = self.slots.lock().last().cloned();
+            let Some(slot) = last else {
+                break;
+            };
+            let dev_num = slot.device.dev_num();
+            slot.registration.unregister();
+            slot.device.stats.log(dev_num);
+            self.take(dev_num);
         }
     }
 
@@ -148,7 +149,13 @@ impl<B: BusLink> Instance<B> {
     pub(crate) fn receive(&self, msg: &[u8]) -> Result {
         let codec = link::transport_codec(&self.link.terms());
         let frame = codec.decode(msg).map_err(|_| crate::device::eproto())?;
-        let slot = self.slot(frame.dev_num).ok_or(ENODEV)?;
+        // Handled under the lock rather than on a clone: the receive path may run in hard-IRQ
+        // context, where dropping the last reference to a removed device must not happen.
+        let slots = self.slots.lock();
+        let slot = slots
+            .iter()
+            .find(|s| s.device.dev_num() == frame.dev_num)
+            .ok_or(ENODEV)?;
         let device = &slot.device;
         let vdev = slot.registration.device();
         match frame.message {

@@ -7,9 +7,13 @@ use crate::{
     link::{Alp, BusSide, EventMode, Link, Negotiated, Reply},
     partition::Partition,
     vmsg::{
-        bus::{client::BusRegistration, Terms},
+        bus::{
+            client::{
+                devices_window_answer, devices_window_request, discover_devices, BusRegistration,
+            },
+            Terms,
+        },
         codec::{
-            bus::{present_devices, BusMessage},
             ffa::{
                 EventMethod, FfaBusMessage, ALP1_PROTO_VERSION, BUS_F_DIRECT_TX, BUS_F_NOTIF_RX,
                 DIRECT_MSG_MAX_SIZE,
@@ -24,8 +28,6 @@ use kernel::{prelude::*, sync::Arc};
 
 /// Bus version of the ALP2 VERSION layout (DEN0153 ALP2), proposed first.
 pub(crate) const BUS_VERSION_ALP2: u32 = 2;
-/// Device numbers asked for per GET_DEVICES request (a 32-byte bitmap).
-pub(crate) const DEVICES_WINDOW: u16 = 256;
 
 impl<P: Partition> Link<P> {
     /// Resets the bus instance (RESET): the partition drops every device and the negotiated
@@ -196,47 +198,19 @@ impl<P: Partition> Link<P> {
         Ok(EventMode::Poll)
     }
 
-    /// Discovers the device numbers present, window by window.
+    /// Discovers the device numbers present.
     pub(crate) fn discover(&self) -> Result<KVec<u16>> {
-        let mut found = KVec::new();
-        let mut offset: u16 = 0;
-        // Each window moves `offset` forward, so at most 256 windows cover all numbers.
-        for _ in 0..=u16::MAX / DEVICES_WINDOW {
-            let reply = self.bus_call(
-                Message::Bus(BusMessage::GetDevicesRequest {
-                    offset,
-                    count: DEVICES_WINDOW,
-                }),
-                |m| match m {
-                    Message::Bus(BusMessage::GetDevicesResponse {
-                        offset: o,
-                        next_offset,
-                        bitmap,
-                    }) if o == offset => {
-                        let mut numbers = KVec::new();
-                        for n in present_devices(o, bitmap) {
-                            numbers.push(n, GFP_KERNEL).ok()?;
-                        }
-                        Some((next_offset, numbers))
-                    }
-                    _ => None,
-                },
-            )?;
-            let Reply::Answer((next_offset, numbers)) = reply else {
-                pr_err!("partition refused GET_DEVICES\n");
-                return Err(eproto());
-            };
-            found.extend_from_slice(&numbers, GFP_KERNEL)?;
-            if next_offset == 0 {
-                return Ok(found);
+        discover_devices(|offset| {
+            match self.bus_call(devices_window_request(offset), |m| {
+                devices_window_answer(offset, m)
+            })? {
+                Reply::Answer(window) => Ok(window),
+                _ => {
+                    pr_err!("partition refused GET_DEVICES\n");
+                    Err(eproto())
+                }
             }
-            if next_offset <= offset {
-                pr_err!("GET_DEVICES went backwards ({offset} -> {next_offset})\n");
-                return Err(eproto());
-            }
-            offset = next_offset;
-        }
-        Err(eproto())
+        })
     }
 
     fn try_bring_up(self: &Arc<Self>, parent: Option<&kernel::device::Device>) -> Result {

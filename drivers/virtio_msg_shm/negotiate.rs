@@ -6,9 +6,12 @@ use crate::vmsg::errno::{ebadmsg, eproto};
 use crate::{
     link::ShmLink,
     vmsg::{
-        bus::{client::BusOps, Terms},
+        bus::{
+            client::{devices_window_answer, devices_window_request, discover_devices, BusOps},
+            Terms,
+        },
         codec::{
-            bus::{present_devices, BusMessage},
+            bus::BusMessage,
             min_msg_size, negotiate_max_msg_size,
             shm::{ShmBusMessage, VersionStatus, VersionTerms},
             BusKind, Codec, Frame, Layout, Message, MAX_MSG_SIZE,
@@ -19,8 +22,6 @@ use kernel::prelude::*;
 
 /// Transport revisions this driver implements, newest first.
 const REVISIONS: [u32; 1] = [1];
-/// Device numbers asked for per GET_DEVICES request.
-const DEVICES_WINDOW: u16 = 256;
 
 /// Sends bus request `msg` and returns the decoded response, which must answer it.
 fn bus_call<R>(
@@ -132,44 +133,13 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
     Err(ENODEV)
 }
 
-/// Discovers the device numbers present, window by window.
+/// Discovers the device numbers present.
 pub(crate) fn discover(link: &ShmLink) -> Result<KVec<u16>> {
-    let mut found = KVec::new();
-    let mut offset: u16 = 0;
-    // Each window moves `offset` forward, so at most 256 windows cover all device numbers.
-    for _ in 0..=u16::MAX / DEVICES_WINDOW {
-        let req = Message::Bus(BusMessage::GetDevicesRequest {
-            offset,
-            count: DEVICES_WINDOW,
-        });
-        let next = bus_call(link, req, |m| match m {
-            Message::Bus(BusMessage::GetDevicesResponse {
-                offset: o,
-                next_offset,
-                bitmap,
-            }) if o == offset => {
-                let mut numbers = KVec::new();
-                for n in present_devices(o, bitmap) {
-                    numbers.push(n, GFP_KERNEL).ok()?;
-                }
-                Some((next_offset, numbers))
-            }
-            _ => None,
-        })?;
-        let (next_offset, numbers) = next;
-        for n in numbers.iter() {
-            found.push(*n, GFP_KERNEL)?;
-        }
-        if next_offset == 0 {
-            return Ok(found);
-        }
-        if next_offset <= offset {
-            pr_err!("GET_DEVICES went backwards ({offset} -> {next_offset})\n");
-            return Err(eproto());
-        }
-        offset = next_offset;
-    }
-    Err(eproto())
+    discover_devices(|offset| {
+        bus_call(link, devices_window_request(offset), |m| {
+            devices_window_answer(offset, m)
+        })
+    })
 }
 
 /// Sends PING with `data` and checks that the device side echoes it.

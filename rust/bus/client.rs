@@ -4,7 +4,14 @@
 //! events.
 
 use super::{raw, Terms};
-use crate::vmsg::ffi::{raw_device, to_c_int};
+use crate::vmsg::{
+    codec::{
+        bus::{present_devices, BusMessage},
+        Message,
+    },
+    errno::eproto,
+    ffi::{raw_device, to_c_int},
+};
 use core::{
     ffi::c_void,
     marker::PhantomData,
@@ -187,4 +194,58 @@ impl<T: BusOps> Drop for BusRegistration<T> {
     fn drop(&mut self) {
         self.unregister();
     }
+}
+
+/// Device numbers asked for per GET_DEVICES request.
+const DEVICES_WINDOW: u16 = 256;
+
+/// The GET_DEVICES request for the window starting at `offset`.
+pub fn devices_window_request(offset: u16) -> Message<'static> {
+    Message::Bus(BusMessage::GetDevicesRequest {
+        offset,
+        count: DEVICES_WINDOW,
+    })
+}
+
+/// Reads the answer to [`devices_window_request`]`(offset)`: where the next window starts (0:
+/// none) and the devices present in this one. `None` if `m` does not answer that request.
+pub fn devices_window_answer(offset: u16, m: Message<'_>) -> Option<(u16, KVec<u16>)> {
+    match m {
+        Message::Bus(BusMessage::GetDevicesResponse {
+            offset: o,
+            next_offset,
+            bitmap,
+        }) if o == offset => {
+            let mut numbers = KVec::new();
+            for n in present_devices(o, bitmap) {
+                numbers.push(n, GFP_KERNEL).ok()?;
+            }
+            Some((next_offset, numbers))
+        }
+        _ => None,
+    }
+}
+
+/// Discovers the device numbers present on a bus instance with GET_DEVICES, window by window:
+/// `window(offset)` sends [`devices_window_request`] and returns [`devices_window_answer`]'s
+/// reading of the response.
+pub fn discover_devices(
+    mut window: impl FnMut(u16) -> Result<(u16, KVec<u16>)>,
+) -> Result<KVec<u16>> {
+    let mut found = KVec::new();
+    let mut offset: u16 = 0;
+    // Each window moves `offset` forward, so at most 256 windows cover all device numbers.
+    for _ in 0..=u16::MAX / DEVICES_WINDOW {
+        let (next_offset, numbers) = window(offset)?;
+        found.extend_from_slice(&numbers, GFP_KERNEL)?;
+        if next_offset == 0 {
+            return Ok(found);
+        }
+        if next_offset <= offset {
+            pr_err!("GET_DEVICES went backwards ({offset} -> {next_offset})\n");
+            return Err(eproto());
+        }
+        offset = next_offset;
+    }
+    Err(eproto())
 }

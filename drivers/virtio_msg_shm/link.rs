@@ -2,6 +2,13 @@
 
 //! One bus instance: sends messages through the to-device ring, receives through the
 //! to-driver ring, and matches responses to requests by token.
+//!
+//! The to-driver ring is drained in the hard interrupt handler, as virtio-pci delivers its
+//! vring interrupts: a virtqueue callback runs without waking the interrupt thread first. At
+//! most `rx_budget` messages are taken there per interrupt; the thread drains the rest, so a
+//! device side that floods the ring cannot keep a CPU in interrupt context. Nothing on the
+//! receive path sleeps or allocates: responses land in buffers reserved when the instance
+//! was created.
 
 use crate::vmsg::errno::ebadmsg;
 use crate::{
@@ -12,18 +19,18 @@ use crate::{
             bus::{BusMessage, DeviceState},
             set_token, BusKind, Codec, Header, Message, TYPE_BUS, TYPE_RESPONSE,
         },
-        sync::IrqSpinLock,
+        sync::{IrqSpinLock, IrqSpinLockBackend},
     },
 };
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::{
     devres::Devres,
     io::Io,
-    irq::{IrqReturn, ThreadedHandler},
-    new_condvar, new_mutex,
+    irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
+    new_condvar,
     pci::Bar,
     prelude::*,
-    sync::{Arc, CondVar, CondVarTimeoutResult, Mutex},
+    sync::{lock::Guard, Arc, CondVar, CondVarTimeoutResult},
     time::{delay::fsleep, msecs_to_jiffies, Delta, Instant, Monotonic},
     workqueue,
 };
@@ -32,32 +39,93 @@ use kernel::{
 pub(crate) const REGS_SIZE: usize = 16;
 const DOORBELL: usize = 12;
 
-/// A request waiting for its response.
-struct Waiter {
-    token: u16,
-    response: Option<KVec<u8>>,
+/// Messages the interrupt thread drains per hold of the receive lock.
+const THREAD_BATCH: u32 = 64;
+
+/// Requests in flight at once per bus instance; more wait for a free slot.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// Where a request slot stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    /// Sent with this token; no response yet.
+    Waiting(u16),
+    /// The response for this token is in the slot's buffer, this many bytes long.
+    Answered(u16, usize),
+}
+
+/// One request in flight and the buffer its response is copied to by the receive path.
+struct RequestSlot {
+    state: SlotState,
+    response: KVec<u8>,
 }
 
 /// Requests in flight.
 struct Pending {
     next_token: u16,
-    waiters: KVec<Waiter>,
+    slots: KVec<RequestSlot>,
 }
 
-/// The consumer side of the to-driver ring; only the interrupt thread uses it.
+impl Pending {
+    fn token_in_use(&self, token: u16) -> bool {
+        self.slots.iter().any(|s| match s.state {
+            SlotState::Waiting(t) | SlotState::Answered(t, _) => t == token,
+            SlotState::Free => false,
+        })
+    }
+
+    /// Claims a free slot for a new request and returns its index and token.
+    fn claim(&mut self) -> Option<(usize, u16)> {
+        let index = self.slots.iter().position(|s| s.state == SlotState::Free)?;
+        let mut token = self.next_token;
+        while self.token_in_use(token) {
+            token = token.wrapping_add(1);
+        }
+        self.next_token = token.wrapping_add(1);
+        self.slots.get_mut(index)?.state = SlotState::Waiting(token);
+        Some((index, token))
+    }
+
+    /// Frees slot `index`, returning the length of its response if one came.
+    fn release(&mut self, index: usize) -> Option<usize> {
+        let slot = self.slots.get_mut(index)?;
+        let state = core::mem::replace(&mut slot.state, SlotState::Free);
+        match state {
+            SlotState::Answered(_, len) => Some(len),
+            _ => None,
+        }
+    }
+}
+
+/// The consumer side of the to-driver ring.
 struct Rx {
     consumer: u32,
     buf: KVec<u8>,
 }
 
-/// Counters shown in the log at removal.
+/// How a drain ended.
+#[derive(PartialEq, Eq)]
+enum Drained {
+    /// The ring is empty and the device side asked to ring the doorbell for the next message.
+    Empty,
+    /// The budget ran out with messages left.
+    BudgetSpent,
+}
+
+/// Counters shown in debugfs and in the log at removal.
 #[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) sent: AtomicU64,
     pub(crate) received: AtomicU64,
+    /// Of `received`: taken in the hard interrupt handler, and in the interrupt thread.
+    pub(crate) received_in_irq: AtomicU64,
+    pub(crate) received_in_thread: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) doorbells: AtomicU64,
+    /// Times the instance was recovered by detaching and attaching again.
+    pub(crate) recoveries: AtomicU64,
 }
 
 /// A shared-memory bus instance.
@@ -67,18 +135,22 @@ pub(crate) struct ShmLink {
     shm: Devres<Bar<'static>>,
     layout: Layout,
     timeout_ms: u32,
+    /// Messages drained per interrupt in hard-IRQ context (0: all in the interrupt thread).
+    pub(crate) rx_budget: AtomicU32,
     /// Producer index of the to-device ring, kept here, never read back from the region.
     #[pin]
     tx: IrqSpinLock<u32>,
     #[pin]
-    rx: Mutex<Rx>,
+    rx: IrqSpinLock<Rx>,
     #[pin]
-    pending: Mutex<Pending>,
+    pending: IrqSpinLock<Pending>,
+    /// Signalled when a response arrives, a slot frees up or the instance stops.
     #[pin]
     answered: CondVar,
-    /// The transport side, once registered; taken at removal.
+    /// The transport side, once registered; taken at removal. The receive path hands messages
+    /// to it under this lock, so that it never holds the last reference.
     #[pin]
-    registration: Mutex<Option<Arc<BusRegistration<ShmLink>>>>,
+    registration: IrqSpinLock<Option<Arc<BusRegistration<ShmLink>>>>,
     /// Set when a ring is corrupt: the instance stops using the rings.
     broken: AtomicBool,
     /// Set while detached: the device side may be resetting the rings under us.
@@ -90,27 +162,46 @@ pub(crate) struct ShmLink {
 
 impl ShmLink {
     /// Creates the instance state for a checked `layout`.
+    ///
+    /// Responses longer than `max_response` bytes are dropped: the negotiated maximum message
+    /// size never exceeds what this driver proposes.
     pub(crate) fn new(
         regs: Devres<Bar<'static, REGS_SIZE>>,
         shm: Devres<Bar<'static>>,
         layout: Layout,
         timeout_ms: u32,
+        rx_budget: u32,
+        max_response: u32,
     ) -> Result<Arc<Self>> {
         let buf = KVec::from_elem(0u8, layout.slot_size as usize, GFP_KERNEL)?;
+        let mut slots = KVec::with_capacity(MAX_IN_FLIGHT, GFP_KERNEL)?;
+        for _ in 0..MAX_IN_FLIGHT {
+            slots.push(
+                RequestSlot {
+                    state: SlotState::Free,
+                    response: KVec::from_elem(0u8, max_response as usize, GFP_KERNEL)?,
+                },
+                GFP_KERNEL,
+            )?;
+        }
         Arc::pin_init(
             try_pin_init!(Self {
                 regs,
                 shm,
                 layout,
                 timeout_ms,
+                rx_budget: AtomicU32::new(rx_budget),
                 tx <- crate::new_irq_spinlock!(0, c"virtio_msg_shm_tx"),
-                rx <- new_mutex!(Rx { consumer: 0, buf }),
-                pending <- new_mutex!(Pending {
-                    next_token: 1,
-                    waiters: KVec::new(),
-                }),
+                rx <- crate::new_irq_spinlock!(Rx { consumer: 0, buf }, c"virtio_msg_shm_rx"),
+                pending <- crate::new_irq_spinlock!(
+                    Pending {
+                        next_token: 1,
+                        slots,
+                    },
+                    c"virtio_msg_shm_pending"
+                ),
                 answered <- new_condvar!(),
-                registration <- new_mutex!(None),
+                registration <- crate::new_irq_spinlock!(None, c"virtio_msg_shm_registration"),
                 broken: AtomicBool::new(false),
                 detached: AtomicBool::new(true),
                 works: AtomicU32::new(0),
@@ -143,9 +234,20 @@ impl ShmLink {
         }
     }
 
+    /// Returns whether the instance stopped using the rings (corrupt ring, missed PING).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// Returns whether the instance is detached from the device side.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Acquire)
+    }
+
     /// Stops the instance after a missed PING: requests and events fail from now on.
     pub(crate) fn fail_liveness(&self, e: Error) {
-        if !self.detached.load(Ordering::Acquire) {
+        // A stopped instance fails its PINGs too; that says nothing new.
+        if !self.detached.load(Ordering::Acquire) && !self.broken.load(Ordering::Acquire) {
             pr_err!("device side missed a PING ({e:?})\n");
             self.fail("device side not answering");
         }
@@ -197,12 +299,15 @@ impl ShmLink {
         let s = &self.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         pr_info!(
-            "sent {} received {} dropped {} timeouts {} doorbells {}\n",
+            "sent {} received {} ({} in IRQ, {} in thread) dropped {} timeouts {} doorbells {} recoveries {}\n",
             get(&s.sent),
             get(&s.received),
+            get(&s.received_in_irq),
+            get(&s.received_in_thread),
             get(&s.dropped),
             get(&s.timeouts),
-            get(&s.doorbells)
+            get(&s.doorbells),
+            get(&s.recoveries)
         );
     }
 
@@ -215,12 +320,30 @@ impl ShmLink {
     }
 
     /// Makes the transport side reachable from the receive path.
-    pub(crate) fn set_registration(&self, reg: Option<Arc<BusRegistration<ShmLink>>>) {
-        *self.registration.lock() = reg;
+    pub(crate) fn set_registration(&self, reg: Arc<BusRegistration<ShmLink>>) {
+        let old = self.registration.lock().replace(reg);
+        // Dropped here, outside the spinlock: the last reference unregisters, which sleeps.
+        drop(old);
     }
 
+    /// Returns the transport side for use in process context (a device work item).
     fn registration(&self) -> Option<Arc<BusRegistration<ShmLink>>> {
         self.registration.lock().clone()
+    }
+
+    /// Makes the transport side unreachable from the receive path and returns it.
+    pub(crate) fn take_registration(&self) -> Option<Arc<BusRegistration<ShmLink>>> {
+        self.registration.lock().take()
+    }
+
+    /// Clears the stopped state once detached, before attaching again: no request is in flight
+    /// (the devices are gone and the supervisor, the only other requester, is the caller).
+    pub(crate) fn restart(&self) {
+        let mut pending = self.pending.lock();
+        for slot in pending.slots.iter_mut() {
+            slot.state = SlotState::Free;
+        }
+        self.broken.store(false, Ordering::Release);
     }
 
     /// Queues `msg` on the to-device ring, waiting (bounded by `deadline`) while it is full.
@@ -254,23 +377,23 @@ impl ShmLink {
         }
     }
 
-    /// Hands a received response to the request waiting for its token.
+    /// Hands a received response to the request waiting for its token. Any context.
     fn complete(&self, msg: &[u8], token: u16) -> Result {
         let mut pending = self.pending.lock();
-        let waiter = pending
-            .waiters
+        let slot = pending
+            .slots
             .iter_mut()
-            .find(|w| w.token == token && w.response.is_none())
+            .find(|s| s.state == SlotState::Waiting(token))
             .ok_or(ENOENT)?;
-        let mut copy = KVec::with_capacity(msg.len(), GFP_KERNEL)?;
-        copy.extend_from_slice(msg, GFP_KERNEL)?;
-        waiter.response = Some(copy);
+        let dst = slot.response.get_mut(..msg.len()).ok_or(EMSGSIZE)?;
+        dst.copy_from_slice(msg);
+        slot.state = SlotState::Answered(token, msg.len());
         drop(pending);
         self.answered.notify_all();
         Ok(())
     }
 
-    /// Handles one message from the device side.
+    /// Handles one message from the device side. Any context.
     fn dispatch(self: &Arc<Self>, msg: &[u8]) {
         let Ok(header) = Header::peek(msg) else {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -281,7 +404,9 @@ impl ShmLink {
         } else if header.msg_type & TYPE_BUS != 0 {
             self.bus_event(msg)
         } else {
-            self.registration()
+            self.registration
+                .lock()
+                .as_ref()
                 .ok_or(ENODEV)
                 .and_then(|r| r.receive(msg))
         };
@@ -291,7 +416,7 @@ impl ShmLink {
     }
 
     /// Handles a bus event: devices come and go in a work item (on the long-running queue:
-    /// adding one probes its driver, which needs this interrupt thread for its responses).
+    /// adding one probes its driver, which waits for responses).
     fn bus_event(self: &Arc<Self>, msg: &[u8]) -> Result {
         let frame = Codec::new(BusKind::SharedMemory)
             .decode(msg)
@@ -302,7 +427,7 @@ impl ShmLink {
         let this = self.clone();
         self.works.fetch_add(1, Ordering::AcqRel);
         workqueue::system_long()
-            .try_spawn(GFP_KERNEL, move || {
+            .try_spawn(GFP_ATOMIC, move || {
                 if let Some(reg) = this.registration() {
                     let result = match state {
                         DeviceState::Added => reg.add_device(dev_num),
@@ -320,21 +445,30 @@ impl ShmLink {
             .map_err(|_| ENOMEM)
     }
 
-    /// Drains the to-driver ring. Runs in the interrupt thread.
-    fn drain(self: &Arc<Self>) -> Result {
+    /// Takes up to `budget` messages from the to-driver ring and dispatches them. Any context:
+    /// runs in the hard interrupt handler and in its thread.
+    /// Each message taken is counted in `taken` too.
+    fn drain(self: &Arc<Self>, budget: u32, taken: &AtomicU64) -> Result<Drained> {
         let ring = self.layout.to_driver;
         let mut rx = self.rx.lock();
         if self.detached.load(Ordering::Acquire) || self.broken.load(Ordering::Acquire) {
-            return Ok(());
+            return Ok(Drained::Empty);
         }
         let Rx { consumer, buf } = &mut *rx;
+        let mut left = budget;
         loop {
             self.with_shm(|io| ring.want_doorbell(io, false))?;
             loop {
+                if left == 0 {
+                    // No doorbell requested: the interrupt thread goes on without one.
+                    return Ok(Drained::BudgetSpent);
+                }
+                left -= 1;
                 match self.with_shm(|io| ring.pop(io, consumer, buf)) {
                     Ok(Popped::Empty) => break,
                     Ok(Popped::Message(n)) => {
                         self.stats.received.fetch_add(1, Ordering::Relaxed);
+                        taken.fetch_add(1, Ordering::Relaxed);
                         if let Some(msg) = buf.get(..n) {
                             self.dispatch(msg);
                         }
@@ -354,61 +488,104 @@ impl ShmLink {
             // otherwise wait for the next one.
             self.with_shm(|io| ring.want_doorbell(io, true))?;
             if !self.with_shm(|io| ring.has_messages(io, *consumer))? {
-                return Ok(());
+                return Ok(Drained::Empty);
             }
         }
     }
 
-    /// Removes the waiter for `token`, returning its response if one came.
-    fn take_waiter(pending: &mut Pending, token: u16) -> Option<KVec<u8>> {
-        let pos = pending.waiters.iter().position(|w| w.token == token)?;
-        pending.waiters.remove(pos).ok().and_then(|w| w.response)
+    /// Waits (bounded by the request timeout from `start`) for a free request slot; returns its
+    /// index and token.
+    fn claim_slot(&self, start: &Instant<Monotonic>) -> Result<(usize, u16)> {
+        let mut pending = self.pending.lock();
+        loop {
+            if let Some(claimed) = pending.claim() {
+                return Ok(claimed);
+            }
+            if self.broken.load(Ordering::Acquire) {
+                return Err(EIO);
+            }
+            if start.elapsed().as_millis() >= i64::from(self.timeout_ms) {
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                return Err(ETIMEDOUT);
+            }
+            pending = self.wait_for_news(pending, start);
+        }
+    }
+
+    /// Waits until `answered` is signalled or the request started at `start` runs out of time.
+    fn wait_for_news<'a>(
+        &'a self,
+        mut pending: Guard<'a, Pending, IrqSpinLockBackend>,
+        start: &Instant<Monotonic>,
+    ) -> Guard<'a, Pending, IrqSpinLockBackend> {
+        let left = (i64::from(self.timeout_ms) - start.elapsed().as_millis()).max(1) as u32;
+        if let CondVarTimeoutResult::Signal { .. } = self
+            .answered
+            .wait_interruptible_timeout(&mut pending, msecs_to_jiffies(left))
+        {
+            // A signal cuts the wait short; keep waiting without spinning.
+            drop(pending);
+            fsleep(Delta::from_millis(1));
+            pending = self.pending.lock();
+        }
+        pending
+    }
+
+    /// Frees request slot `index` and copies its response, if one came, to `resp`.
+    fn finish(&self, index: usize, resp: &mut [u8]) -> Result<Option<usize>> {
+        let mut pending = self.pending.lock();
+        let len = pending.release(index);
+        let result = match len {
+            Some(len) => {
+                let src = pending
+                    .slots
+                    .get(index)
+                    .and_then(|s| s.response.get(..len))
+                    .ok_or(EINVAL)?;
+                let dst = resp.get_mut(..len).ok_or(EMSGSIZE)?;
+                dst.copy_from_slice(src);
+                Ok(Some(len))
+            }
+            None => Ok(None),
+        };
+        drop(pending);
+        // A request waiting for a slot may go on.
+        self.answered.notify_all();
+        result
     }
 }
 
 impl BusOps for ShmLink {
     fn request(&self, req: &[u8], resp: &mut [u8]) -> Result<usize> {
         let start = Instant::<Monotonic>::now();
-        let token = {
-            let mut pending = self.pending.lock();
-            let mut token = pending.next_token;
-            while pending.waiters.iter().any(|w| w.token == token) {
-                token = token.wrapping_add(1);
-            }
-            pending.next_token = token.wrapping_add(1);
-            pending.waiters.push(
-                Waiter {
-                    token,
-                    response: None,
-                },
-                GFP_KERNEL,
-            )?;
-            token
+        let (index, token) = self.claim_slot(&start)?;
+        let staged = KVec::with_capacity(req.len(), GFP_KERNEL).and_then(|mut msg| {
+            msg.extend_from_slice(req, GFP_KERNEL)?;
+            Ok(msg)
+        });
+        let sent = match staged {
+            Ok(mut msg) => set_token(&mut msg, token)
+                .map_err(|_| EINVAL)
+                .and_then(|()| self.send(&msg, Some(&start)).map_err(|_| EIO)),
+            Err(e) => Err(e.into()),
         };
-        let mut msg = KVec::with_capacity(req.len(), GFP_KERNEL)?;
-        msg.extend_from_slice(req, GFP_KERNEL)?;
-        if set_token(&mut msg, token).is_err() || self.send(&msg, Some(&start)).is_err() {
-            Self::take_waiter(&mut self.pending.lock(), token);
-            return Err(EIO);
+        if let Err(e) = sent {
+            let _ = self.finish(index, resp);
+            return Err(e);
         }
         let mut pending = self.pending.lock();
         loop {
-            let answered = pending
-                .waiters
-                .iter()
-                .any(|w| w.token == token && w.response.is_some());
-            let elapsed = start.elapsed().as_millis();
+            let answered = matches!(
+                pending.slots.get(index).map(|s| s.state),
+                Some(SlotState::Answered(..))
+            );
             if answered
-                || elapsed >= i64::from(self.timeout_ms)
+                || start.elapsed().as_millis() >= i64::from(self.timeout_ms)
                 || self.broken.load(Ordering::Acquire)
             {
-                let response = Self::take_waiter(&mut pending, token);
-                return match response {
-                    Some(r) => {
-                        let dst = resp.get_mut(..r.len()).ok_or(EMSGSIZE)?;
-                        dst.copy_from_slice(&r);
-                        Ok(r.len())
-                    }
+                drop(pending);
+                return match self.finish(index, resp)? {
+                    Some(len) => Ok(len),
                     // The instance stopped: the device side is unreachable, not slow.
                     None if self.broken.load(Ordering::Acquire) => Err(EIO),
                     None => {
@@ -417,16 +594,7 @@ impl BusOps for ShmLink {
                     }
                 };
             }
-            let left = (i64::from(self.timeout_ms) - elapsed).max(1) as u32;
-            if let CondVarTimeoutResult::Signal { .. } = self
-                .answered
-                .wait_interruptible_timeout(&mut pending, msecs_to_jiffies(left))
-            {
-                // A signal cuts the wait short; keep waiting without spinning.
-                drop(pending);
-                fsleep(Delta::from_millis(1));
-                pending = self.pending.lock();
-            }
+            pending = self.wait_for_news(pending, &start);
         }
     }
 
@@ -436,12 +604,28 @@ impl BusOps for ShmLink {
     }
 }
 
-/// The interrupt handler: drains the ring in the interrupt thread.
+/// The interrupt handler: drains the ring in hard-IRQ context up to the budget, and in the
+/// interrupt thread beyond it.
 pub(crate) struct RxHandler(pub(crate) Arc<ShmLink>);
 
 impl ThreadedHandler for RxHandler {
+    fn handle(&self, _dev: &kernel::device::Device<kernel::device::Bound>) -> ThreadedIrqReturn {
+        let link = &self.0;
+        match link.rx_budget.load(Ordering::Relaxed) {
+            0 => ThreadedIrqReturn::WakeThread,
+            budget => match link.drain(budget, &link.stats.received_in_irq) {
+                Ok(Drained::BudgetSpent) => ThreadedIrqReturn::WakeThread,
+                _ => ThreadedIrqReturn::Handled,
+            },
+        }
+    }
+
     fn handle_threaded(&self, _dev: &kernel::device::Device<kernel::device::Bound>) -> IrqReturn {
-        let _ = self.0.drain();
+        // In batches, so that interrupts are not kept disabled for a whole flood.
+        let link = &self.0;
+        while let Ok(Drained::BudgetSpent) =
+            link.drain(THREAD_BATCH, &link.stats.received_in_thread)
+        {}
         IrqReturn::Handled
     }
 }

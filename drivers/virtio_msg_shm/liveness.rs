@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Liveness: the device side is PINGed periodically; a missed PING stops the bus instance, so
-//! that its devices fail fast instead of each waiting out its own request timeout.
+//! Liveness and recovery: the device side is PINGed periodically; a missed PING stops the bus
+//! instance, so that its devices fail fast instead of each waiting out its own request
+//! timeout. A stopped instance (missed PING, corrupt ring) is then recovered at the same pace:
+//! its devices are removed, the driver side detaches and attaches again, and the instance is
+//! brought up anew with whatever devices the device side has by then.
 
-use crate::{link::ShmLink, negotiate};
+use crate::instance::Instance;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
     prelude::*,
@@ -15,7 +18,7 @@ use kernel::{
 /// Granularity of the wait between PINGs, so that stopping does not wait a whole interval.
 const STEP_MS: u32 = 50;
 
-/// The PING loop of one bus instance, running as a long work item.
+/// The PING and recovery loop of one bus instance, running as a long work item.
 #[pin_data]
 pub(crate) struct Liveness {
     stop: AtomicBool,
@@ -24,8 +27,9 @@ pub(crate) struct Liveness {
 }
 
 impl Liveness {
-    /// Starts PINGing every `interval_ms`; `None` when the interval is 0 (disabled).
-    pub(crate) fn start(link: Arc<ShmLink>, interval_ms: u32) -> Result<Option<Arc<Self>>> {
+    /// Starts PINGing every `interval_ms`; `None` when the interval is 0 (disabled; then a
+    /// stopped instance stays stopped until the driver is unbound).
+    pub(crate) fn start(instance: Arc<Instance>, interval_ms: u32) -> Result<Option<Arc<Self>>> {
         if interval_ms == 0 {
             return Ok(None);
         }
@@ -39,33 +43,69 @@ impl Liveness {
         let worker = this.clone();
         workqueue::system_long()
             .try_spawn(GFP_KERNEL, move || {
-                worker.run(&link, interval_ms);
+                worker.run(&instance, interval_ms);
                 worker.stopped.complete_all();
             })
             .map_err(|_| ENOMEM)?;
         Ok(Some(this))
     }
 
-    fn run(&self, link: &ShmLink, interval_ms: u32) {
+    /// Sleeps `ms` in steps; false if asked to stop meanwhile.
+    fn pause(&self, ms: u32) -> bool {
+        let mut waited = 0;
+        while waited < ms {
+            if self.stop.load(Ordering::Acquire) {
+                return false;
+            }
+            fsleep(Delta::from_millis(i64::from(STEP_MS)));
+            waited += STEP_MS;
+        }
+        !self.stop.load(Ordering::Acquire)
+    }
+
+    fn run(&self, instance: &Instance, interval_ms: u32) {
+        let link = instance.link();
         let mut count: u32 = 0;
-        loop {
-            let mut waited = 0;
-            while waited < interval_ms {
-                if self.stop.load(Ordering::Acquire) {
-                    return;
+        // Failed recovery attempts in a row; only the first is logged.
+        let mut failed: u32 = 0;
+        while self.pause(interval_ms) {
+            if link.is_broken() || failed > 0 {
+                if failed == 0 {
+                    dev_warn!(
+                        instance.device(),
+                        "recovering the bus instance: detaching and attaching again\n"
+                    );
                 }
-                fsleep(Delta::from_millis(i64::from(STEP_MS)));
-                waited += STEP_MS;
+                match instance.recover() {
+                    Ok(()) => {
+                        link.stats.recoveries.fetch_add(1, Ordering::Relaxed);
+                        dev_info!(
+                            instance.device(),
+                            "bus instance recovered after {} attempt(s)\n",
+                            failed + 1
+                        );
+                        failed = 0;
+                    }
+                    Err(e) => {
+                        if failed == 0 {
+                            dev_err!(
+                                instance.device(),
+                                "recovery failed ({e:?}); retrying every {interval_ms} ms\n"
+                            );
+                        }
+                        failed = failed.saturating_add(1);
+                    }
+                }
+                continue;
             }
             count = count.wrapping_add(1);
-            if let Err(e) = negotiate::ping(link, count) {
+            if let Err(e) = crate::negotiate::ping(link, count) {
                 link.fail_liveness(e);
-                return;
             }
         }
     }
 
-    /// Stops the loop and waits for it.
+    /// Stops the loop and waits for it (a recovery in progress finishes first).
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.stopped.wait_for_completion();

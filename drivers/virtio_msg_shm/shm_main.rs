@@ -18,21 +18,23 @@ use kernel::{
 #[path = "../../rust/vmsg_bus.rs"]
 pub mod vmsg;
 
+mod debugfs;
+mod instance;
 mod link;
 mod liveness;
 mod negotiate;
 mod region;
 
+use instance::Instance;
 use link::{RxHandler, ShmLink, REGS_SIZE};
 use liveness::Liveness;
-use vmsg::bus::client::BusRegistration;
 
 /// Per-device state, dropped in field order after `unbind`.
 struct ShmBus {
     liveness: Option<Arc<Liveness>>,
-    /// The transport side of this instance.
-    registration: Arc<BusRegistration<ShmLink>>,
+    instance: Arc<Instance>,
     _irq: Pin<KBox<irq::ThreadedRegistration<RxHandler>>>,
+    _debugfs: debugfs::ShmDebugfs,
     link: Arc<ShmLink>,
 }
 
@@ -49,34 +51,6 @@ kernel::pci_device_table!(
 );
 
 impl ShmDriver {
-    /// Negotiates, discovers and registers the instance's devices once attached.
-    fn bring_up(
-        pdev: &pci::Device<Core<'_>>,
-        link: &Arc<ShmLink>,
-        slot_size: u32,
-    ) -> Result<Arc<BusRegistration<ShmLink>>> {
-        let our_max = (*module_parameters::max_msg_size.value()).min(slot_size);
-        let terms = negotiate::negotiate(link, our_max)?;
-        dev_info!(
-            pdev,
-            "bus instance up: revision {}, max message {} bytes\n",
-            terms.revision,
-            terms.max_msg_size
-        );
-        let devices = negotiate::discover(link)?;
-        let registration = Arc::new(
-            BusRegistration::new(Some(pdev.as_ref()), terms, link.clone())?,
-            GFP_KERNEL,
-        )?;
-        link.set_registration(Some(registration.clone()));
-        for &n in devices.iter() {
-            if let Err(e) = registration.add_device(n) {
-                dev_warn!(pdev, "device {n} could not be added: {e:?}\n");
-            }
-        }
-        Ok(registration)
-    }
-
     /// Maps the device, checks its region, attaches and brings the bus instance up.
     fn probe_bus(pdev: &pci::Device<Core<'_>>) -> Result<ShmBus> {
         pdev.enable_device_mem()?;
@@ -89,7 +63,10 @@ impl ShmDriver {
         let layout = region::Layout::read(&shm, len)?;
         let shm = shm.into_devres()?;
         let timeout = *module_parameters::request_timeout_ms.value();
-        let link = ShmLink::new(regs, shm, layout, timeout)?;
+        let budget = *module_parameters::rx_budget.value();
+        let our_max = (*module_parameters::max_msg_size.value()).min(layout.slot_size);
+        let link = ShmLink::new(regs, shm, layout, timeout, budget, our_max)?;
+        let debugfs = debugfs::ShmDebugfs::new(pdev.as_ref(), &link)?;
         let msix = pci::IrqTypes::default().with(pci::IrqType::MsiX);
         let vectors = pdev.alloc_irq_vectors(1, 1, msix)?;
         let irq = KBox::pin_init(
@@ -101,21 +78,24 @@ impl ShmDriver {
             ),
             GFP_KERNEL,
         )?;
+        let instance = Arc::new(
+            Instance::new(link.clone(), pdev.as_ref().into(), our_max),
+            GFP_KERNEL,
+        )?;
         link.attach()?;
-        let registration = Self::bring_up(pdev, &link, layout.slot_size).inspect_err(|_| {
-            link.set_registration(None);
+        instance.bring_up().inspect_err(|_| {
             let _ = link.detach();
         })?;
         let interval = *module_parameters::ping_interval_ms.value();
-        let liveness = Liveness::start(link.clone(), interval).inspect_err(|_| {
-            registration.unregister();
-            link.set_registration(None);
+        let liveness = Liveness::start(instance.clone(), interval).inspect_err(|_| {
+            instance.tear_down();
             let _ = link.detach();
         })?;
         Ok(ShmBus {
             liveness,
-            registration,
+            instance,
             _irq: irq,
+            _debugfs: debugfs,
             link,
         })
     }
@@ -138,11 +118,7 @@ impl pci::Driver for ShmDriver {
         if let Some(l) = &this.liveness {
             l.stop();
         }
-        // Events keep flowing while the devices are removed; device work queued meanwhile
-        // finds the registration closed or gone, and is waited for before the module goes.
-        this.registration.unregister();
-        this.link.set_registration(None);
-        this.link.wait_for_work();
+        this.instance.tear_down();
         let _ = this.link.detach();
         this.link.log_stats();
     }
@@ -161,7 +137,11 @@ kernel::module_pci_driver! {
         },
         ping_interval_ms: u32 {
             default: 2000,
-            description: "How often the device side is PINGed to check it is alive, in ms (0: never); a missed PING stops the bus instance",
+            description: "How often the device side is PINGed to check it is alive, in ms (0: never); a missed PING stops the bus instance, which is then recovered (detach, attach, devices anew) at this pace",
+        },
+        rx_budget: u32 {
+            default: 64,
+            description: "Messages taken from the device side per interrupt in hard-IRQ context; the interrupt thread takes the rest (0: all in the thread)",
         },
         request_timeout_ms: u32 {
             default: 5000,

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A bus instance's life on an attached link: bring-up (negotiate, discover, register the
+//! devices with the transport), tear-down, and recovery by detaching and attaching again once
+//! the rings became unusable (Documentation/shm-bus.rst, "Attaching, detaching and recovery").
+
+use crate::{link::ShmLink, negotiate, vmsg::bus::client::BusRegistration};
+use kernel::{device::Device, prelude::*, sync::aref::ARef, sync::Arc};
+
+/// One bus instance: its link and what bring-up needs again at recovery.
+pub(crate) struct Instance {
+    link: Arc<ShmLink>,
+    /// The PCI device, parent of the transport's devices.
+    parent: ARef<Device>,
+    /// The largest message this driver proposes.
+    our_max: u32,
+}
+
+impl Instance {
+    /// Describes the instance of `link`, whose devices hang off `parent`.
+    pub(crate) fn new(link: Arc<ShmLink>, parent: ARef<Device>, our_max: u32) -> Self {
+        Self {
+            link,
+            parent,
+            our_max,
+        }
+    }
+
+    /// Returns the link.
+    pub(crate) fn link(&self) -> &Arc<ShmLink> {
+        &self.link
+    }
+
+    /// Returns the parent device, for log lines.
+    pub(crate) fn device(&self) -> &Device {
+        &self.parent
+    }
+
+    /// Negotiates, discovers and registers the devices with the transport. The link must be
+    /// attached. On failure nothing stays registered.
+    pub(crate) fn bring_up(&self) -> Result {
+        let link = &self.link;
+        let terms = negotiate::negotiate(link, self.our_max)?;
+        dev_info!(
+            self.parent,
+            "bus instance up: revision {}, max message {} bytes\n",
+            terms.revision,
+            terms.max_msg_size
+        );
+        let devices = negotiate::discover(link)?;
+        let registration = Arc::new(
+            BusRegistration::new(Some(&self.parent), terms, link.clone())?,
+            GFP_KERNEL,
+        )?;
+        link.set_registration(registration.clone());
+        for &n in devices.iter() {
+            if let Err(e) = registration.add_device(n) {
+                dev_warn!(self.parent, "device {n} could not be added: {e:?}\n");
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every device and unregisters the instance from the transport. Events keep
+    /// flowing while the devices' drivers are removed; device work queued meanwhile finds the
+    /// registration closed, and is waited for.
+    pub(crate) fn tear_down(&self) {
+        if let Some(registration) = self.link.take_registration() {
+            registration.unregister();
+        }
+        self.link.wait_for_work();
+    }
+
+    /// Starts over on a link that stopped: removes the devices, detaches (the device side
+    /// empties the rings), attaches and brings the instance up again.
+    pub(crate) fn recover(&self) -> Result {
+        self.tear_down();
+        self.link.detach()?;
+        self.link.restart();
+        self.link.attach()?;
+        self.bring_up().inspect_err(|_| self.tear_down())
+    }
+}

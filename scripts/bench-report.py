@@ -24,9 +24,17 @@ import statistics
 import sys
 from pathlib import Path
 
-TRANSPORTS = ["msg", "pci", "vhost"]
-NAMES = {"msg": "virtio-msg", "pci": "virtio-blk-pci", "vhost": "vhost-user-blk"}
-ANCHORS = ["pci", "vhost"]
+TRANSPORTS = ["msg", "msgthr", "pci", "vhost"]
+NAMES = {
+    "msg": "virtio-msg",
+    "msgthr": "virtio-msg, rx_budget=0",
+    "pci": "virtio-blk-pci",
+    "vhost": "vhost-user-blk",
+}
+# msgthr is the same virtio-msg disk with the to-driver ring drained in the interrupt
+# thread only (rx_budget=0, the driver before the hard-IRQ receive path): msg / msgthr is
+# that change's effect, measured side by side.
+ANCHORS = ["pci", "vhost", "msgthr"]
 
 # (job, label, kind) in table order; kind: iops, mibs.
 THROUGHPUT = [
@@ -305,7 +313,7 @@ def plot(path, values, transports, anchors, rings, meta, info):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"msg": "#d95f02", "pci": "#1b9e77", "vhost": "#7570b3"}
+    colors = {"msg": "#d95f02", "msgthr": "#fdb863", "pci": "#1b9e77", "vhost": "#7570b3"}
     fig, axes = plt.subplots(4, 2, figsize=(14, 20))
     accel = info.get("accel", meta.get("accel_probe", "?"))
     fig.suptitle(
@@ -444,6 +452,11 @@ def main():
         "MiB/s below 1 means virtio-msg is slower; for latencies and round trips above 1 means "
         "virtio-msg is slower. Latency is fio's total latency (submission to completion).",
         "",
+        "**virtio-msg, rx_budget=0** is the same virtio-msg disk with `virtio_msg_shm` draining "
+        "the device-to-driver ring only in its interrupt thread (the driver before the hard-IRQ "
+        "receive path; set per run through debugfs `rx_budget`), so **msg / msgthr** is that "
+        "change's effect measured side by side.",
+        "",
         "## virtio-blk",
         "",
     ]
@@ -480,11 +493,13 @@ def main():
     (args.out / "results.md").write_text("\n".join(md))
 
     sec = ["## Benchmarks", "",
-           "    make bench    # about 12 minutes; not part of make check",
+           "    make bench    # about 16 minutes; not part of make check",
            "",
            "`scripts/bench.sh` boots one guest with three virtio-blk disks on the same backing file: "
            "virtio-msg (virtio_msg_shm, tools/vmsg-device, ivshmem-doorbell), QEMU's virtio-blk-pci, "
-           "and vhost-user-blk-pci served by qemu-storage-daemon. fio runs each job on each disk back "
+           "and vhost-user-blk-pci served by qemu-storage-daemon; the virtio-msg disk is measured "
+           "twice, with the ring drained in the hard interrupt handler (default) and only in the "
+           "interrupt thread (rx_budget=0, as before). fio runs each job on each disk back "
            "to back, round after round; the report is the median of each figure and of the per-round "
            "ratio to each anchor. It also times a sysfs read that costs one transport message round "
            "trip, and the shared-memory rings on the host alone. Full results: "

@@ -23,7 +23,7 @@
 # Environment: VMSG_BENCH_ROUNDS (4), VMSG_BENCH_RUNTIME (4 s per fio job),
 # VMSG_BENCH_RAMP (1 s), VMSG_BENCH_RTT_SECONDS (2 s per sysfs attribute),
 # VMSG_BENCH_RING_SECONDS (1 s per ring scenario), VMSG_BENCH_TRANSPORTS
-# (msg,pci,vhost), VMSG_BENCH_JOBS (all; comma separated names of
+# (msg,msgthr,pci,vhost), VMSG_BENCH_JOBS (all; comma separated names of
 # tests/bench/guest.sh), VMSG_BENCH_OUT (bench/), VMSG_ACCEL.
 # Raw records stay in build/bench/.
 set -uo pipefail
@@ -35,7 +35,7 @@ runtime=${VMSG_BENCH_RUNTIME:-4}
 ramp=${VMSG_BENCH_RAMP:-1}
 rtt_seconds=${VMSG_BENCH_RTT_SECONDS:-2}
 ring_seconds=${VMSG_BENCH_RING_SECONDS:-1}
-transports=${VMSG_BENCH_TRANSPORTS:-msg,pci,vhost}
+transports=${VMSG_BENCH_TRANSPORTS:-msg,msgthr,pci,vhost}
 jobs=${VMSG_BENCH_JOBS:-}
 results=${VMSG_BENCH_OUT:-$VMSG_TOP/bench}
 DISK_MIB=256

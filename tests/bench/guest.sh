@@ -4,6 +4,9 @@
 # backed by the same file on the host:
 #   msg    virtio-blk over virtio-msg (virtio_msg_shm + tools/vmsg-device),
 #          serial "bench-msg";
+#   msgthr the same disk with virtio_msg_shm's debugfs rx_budget set to 0 for
+#          the run: the to-driver ring drained in the interrupt thread only
+#          (how the driver worked before it drained in hard-IRQ context);
 #   pci    QEMU's virtio-blk-pci, serial "bench-pci";
 #   vhost  vhost-user-blk-pci served by qemu-storage-daemon, found by its PCI
 #          address (vmsg.bench_vhost).
@@ -17,7 +20,7 @@
 # "# vmsg-bench ..." and base64 blocks of gzipped fio JSON; scripts/bench-report.py
 # reads them.
 #
-# Parameters (kernel command line): vmsg.bench_transports (msg,pci,vhost),
+# Parameters (kernel command line): vmsg.bench_transports (msg,msgthr,pci,vhost),
 # vmsg.bench_rounds, vmsg.bench_runtime and vmsg.bench_ramp (seconds per fio
 # job), vmsg.bench_rtt_seconds (per sysfs attribute), vmsg.bench_jobs (names
 # from the list below, comma separated; default all).
@@ -91,7 +94,8 @@ disk_of() {
 	for b in /sys/block/vd*; do
 		[ -e "$b" ] || continue
 		case $1 in
-		msg | pci) [ "$(cat "$b/serial" 2>/dev/null)" = "bench-$1" ] && { basename "$b"; return 0; } ;;
+		msg | msgthr) [ "$(cat "$b/serial" 2>/dev/null)" = bench-msg ] && { basename "$b"; return 0; } ;;
+		pci) [ "$(cat "$b/serial" 2>/dev/null)" = "bench-$1" ] && { basename "$b"; return 0; } ;;
 		vhost) case "$(readlink -f "$b")" in */"$vhost_pci"/*) basename "$b"; return 0 ;; esac ;;
 		esac
 	done
@@ -126,6 +130,30 @@ for t in $transports; do
 	say "disk transport=$t dev=$d virtio=$vdev sectors=$(cat "/sys/block/$d/size") scheduler=$(cat "/sys/block/$d/queue/scheduler") nr_requests=$(cat "/sys/block/$d/queue/nr_requests") max_sectors_kb=$(cat "/sys/block/$d/queue/max_sectors_kb") path=$(readlink -f "/sys/block/$d")"
 done
 
+# virtio_msg_shm's rx_budget as loaded (its default), read once; use_transport
+# sets the budget the transport about to be measured needs (msgthr: 0).
+budget_files=$(ls /sys/kernel/debug/virtio_msg_shm-*/rx_budget 2>/dev/null)
+default_budget=$(cat $budget_files 2>/dev/null | head -n 1)
+use_transport() {
+	case $1 in
+	msg) b=$default_budget ;;
+	msgthr) b=0 ;;
+	*) return 0 ;;
+	esac
+	for f in $budget_files; do
+		echo "$b" >"$f" || say "error cannot set $f to $b"
+	done
+}
+case " $transports " in
+*" msgthr "*)
+	[ -n "$budget_files" ] && [ -n "$default_budget" ] || {
+		say "error no rx_budget in debugfs or sysfs: not measuring msgthr"
+		transports=$(for t in $transports; do [ "$t" = msgthr ] || echo "$t"; done)
+	}
+	;;
+esac
+say "rx_budget default=$default_budget files=$(echo $budget_files)"
+
 # Prints the first list rotated left by $1 places.
 rotate() {
 	k=$1; shift
@@ -141,8 +169,22 @@ rotate() {
 rtt_round() {
 	r=$1
 	say "uptime $(cut -d' ' -f1 /proc/uptime) round=$r"
+	# msg and msgthr share a device: each gets a run of its own with its budget.
+	for group in $(rotate "$r" $transports); do
+		case $group in msg | msgthr) ;; *) continue ;; esac
+		use_transport "$group"
+		rtt_run "$r" "$group"
+	done
+	rtt_run "$r" $(for t in $(rotate "$r" $transports); do case $t in msg | msgthr) ;; *) echo "$t" ;; esac; done)
+	use_transport msg
+}
+
+# rtt_run ROUND TRANSPORT...: one vmsg-sysfs-rtt run over the transports given.
+rtt_run() {
+	r=$1; shift
+	[ $# -gt 0 ] || return 0
 	args=
-	for t in $(rotate "$r" $transports); do
+	for t in "$@"; do
 		eval "v=\$vdev_$t"
 		# The device's status costs a message (msg) or a register read (pci,
 		# vhost); its device id is cached: the same system calls, no device.
@@ -162,7 +204,11 @@ delta() {
 fio_run() {
 	r=$1 t=$2 job=$3 rw=$4 bs=$5 qd=$6
 	eval "d=\$disk_$t"
-	if [ "$t" = msg ]; then pat=virtio_msg_shm msg=1; else eval "pat=\"\$vdev_$t-\""; msg=0; fi
+	case $t in
+	msg | msgthr) pat=virtio_msg_shm msg=1 ;;
+	*) eval "pat=\"\$vdev_$t-\""; msg=0 ;;
+	esac
+	use_transport "$t"
 	rm -f /tmp/snap.pre /tmp/snap.post
 	cd /tmp || return # fio saves the output of exec_prerun/postrun here.
 	snap="sh /vmsg/bench/guest.sh snap"

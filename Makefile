@@ -7,7 +7,9 @@
 #                against tools/vmsg-device), with its verdict
 #   make scenarios  only the end-to-end scenarios make check runs
 #                (tests/e2e/scenarios, tier check), with their verdict
-#   make soak    the slower or redundant end-to-end scenarios (tier soak)
+#   make soak    the end-to-end scenarios of tiers soak and check, pass after
+#                pass for MINUTES (default: one pass); seeded-random faults
+#                get a new seed every pass
 #   make bench   virtio-blk over virtio-msg against virtio-blk-pci and
 #                vhost-user-blk-pci (fio in a guest); writes bench/results.*
 #
@@ -35,7 +37,7 @@ scenarios: modules
 	@KBUILD="$(KBUILD)" scripts/scenarios.sh $(or $(SCENARIOS),check)
 
 soak: modules
-	@KBUILD="$(KBUILD)" scripts/scenarios.sh $(or $(SCENARIOS),soak)
+	@KBUILD="$(KBUILD)" VMSG_SOAK_MINUTES="$(or $(MINUTES),0)" scripts/soak.sh
 
 bench: modules
 	@KBUILD="$(KBUILD)" scripts/bench.sh

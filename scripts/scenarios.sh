@@ -28,7 +28,8 @@
 # run as scenario-<name> and its tests as scenario:<name>:<test>.
 #
 # Environment: VMSG_SCENARIO_TIMEOUT (guest time limit per scenario, s),
-# VMSG_SCENARIO_TABLE (another table).
+# VMSG_SCENARIO_TABLE (another table), VMSG_SOAK_SEED (what @seed in a
+# scenario's vmsg-device options stands for; 1 unless scripts/soak.sh sets it).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$VMSG_TOP"
@@ -236,6 +237,8 @@ run_scenario() {
 	truncate -s "$GUEST_RAM" "$ram"
 
 	devopts=${devopts//@std/--device rng --device blk:path=$disk --device console:output=echo}
+	# A seeded-random fault's seed: fixed (1) unless make soak gives each pass its own.
+	devopts=${devopts//@seed/${VMSG_SOAK_SEED:-1}}
 	# shellcheck disable=SC2086 # The options are words.
 	"$device" --socket "$sock" --guest-memory "$ram" --control "$ctl" --log-level info \
 		$devopts >"$dir/vmsg-device.log" 2>&1 &

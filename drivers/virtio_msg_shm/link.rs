@@ -455,42 +455,45 @@ impl ShmLink {
             return Ok(Drained::Empty);
         }
         let Rx { consumer, buf } = &mut *rx;
-        let mut left = budget;
-        loop {
-            self.with_shm(|io| ring.want_doorbell(io, false))?;
+        // One access to the region for the whole batch: each costs an RCU read section.
+        self.with_shm(|io| {
+            let mut left = budget;
             loop {
-                if left == 0 {
-                    // No doorbell requested: the interrupt thread goes on without one.
-                    return Ok(Drained::BudgetSpent);
-                }
-                left -= 1;
-                match self.with_shm(|io| ring.pop(io, consumer, buf)) {
-                    Ok(Popped::Empty) => break,
-                    Ok(Popped::Message(n)) => {
-                        self.stats.received.fetch_add(1, Ordering::Relaxed);
-                        taken.fetch_add(1, Ordering::Relaxed);
-                        if let Some(msg) = buf.get(..n) {
-                            self.dispatch(msg);
+                ring.want_doorbell(io, false)?;
+                loop {
+                    if left == 0 {
+                        // No doorbell requested: the interrupt thread goes on without one.
+                        return Ok(Drained::BudgetSpent);
+                    }
+                    left -= 1;
+                    match ring.pop(io, consumer, buf) {
+                        Ok(Popped::Empty) => break,
+                        Ok(Popped::Message(n)) => {
+                            self.stats.received.fetch_add(1, Ordering::Relaxed);
+                            taken.fetch_add(1, Ordering::Relaxed);
+                            if let Some(msg) = buf.get(..n) {
+                                self.dispatch(msg);
+                            }
+                        }
+                        Err(e) if e == ebadmsg() => {
+                            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            if e == EIO {
+                                self.fail("to-driver ring corrupt");
+                            }
+                            return Err(e);
                         }
                     }
-                    Err(e) if e == ebadmsg() => {
-                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        if e == EIO {
-                            self.fail("to-driver ring corrupt");
-                        }
-                        return Err(e);
-                    }
+                }
+                // Ask for a doorbell, then look once more: a message published in between
+                // would otherwise wait for the next one.
+                ring.want_doorbell(io, true)?;
+                if !ring.has_messages(io, *consumer)? {
+                    return Ok(Drained::Empty);
                 }
             }
-            // Ask for a doorbell, then look once more: a message published in between would
-            // otherwise wait for the next one.
-            self.with_shm(|io| ring.want_doorbell(io, true))?;
-            if !self.with_shm(|io| ring.has_messages(io, *consumer))? {
-                return Ok(Drained::Empty);
-            }
-        }
+        })
     }
 
     /// Waits (bounded by the request timeout from `start`) for a free request slot; returns its

@@ -302,6 +302,11 @@ impl Region {
         self.set_device_state(DeviceState::Ready);
     }
 
+    /// Whether the region carries a header at all (of any layout).
+    pub fn has_magic(&self) -> bool {
+        self.load(hdr::MAGIC, Ordering::Acquire) == MAGIC
+    }
+
     /// Whether the region already carries this geometry's header for `device_peer_id`:
     /// a previous process of the device side laid it out, and a driver side may be using
     /// it (resume instead of initialising).

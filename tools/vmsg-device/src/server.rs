@@ -132,7 +132,7 @@ pub struct Server {
     state: Option<StateFile>,
     region_inode: u64,
     state_error_logged: bool,
-    /// The ivshmem server of split mode closed the connection.
+    /// The ivshmem server of split mode closed the connection (no more peer news).
     server_gone: bool,
 }
 
@@ -182,6 +182,11 @@ impl Server {
             log::warn!("no --guest-memory: virtqueues cannot be served");
         }
         let (link, region, resumed) = if config.connect {
+            if config.state.is_none() {
+                log::warn!(
+                    "no --state: a restarted process could not resume this one's driver side"
+                );
+            }
             Self::join(config)?
         } else {
             let geometry = Geometry::new(config.shm_size, config.slot_size, config.slot_count)
@@ -295,8 +300,9 @@ impl Server {
         let own = u32::from(peer.own_id());
         let resumed = region.has_header(own);
         if !resumed {
-            if !peer.peers().is_empty() {
-                log::warn!("the region's header does not match this configuration; a driver side is connected and will see it laid out anew");
+            if region.has_magic() {
+                // Laying it out anew would pull the rings from under the driver side.
+                return Err("the region in use has another layout (slot size, slot count or peer id): start with the options of the previous process".into());
             }
             region.initialise(own);
         }
@@ -384,9 +390,6 @@ impl Server {
             self.flush();
         }
         self.shutdown();
-        if self.server_gone {
-            return Err("the ivshmem server closed the connection".into());
-        }
         Ok(())
     }
 
@@ -476,9 +479,10 @@ impl Server {
                         }
                         PeerChange::Left(id) => self.client_left(id),
                         PeerChange::ServerGone => {
-                            log::error!("the ivshmem server went away; stopping");
+                            // The region and every eventfd are still ours: serving on beats
+                            // taking the driver side's devices away.
+                            log::error!("the ivshmem server went away; serving on, but a restart of this process will not be possible");
                             self.server_gone = true;
-                            self.stop = true;
                         }
                     }
                 }

@@ -247,7 +247,11 @@ impl ShmServer {
             }
         };
         if self.device.is_some() {
-            // Its predecessor must hang up first: two device sides on one ring is corruption.
+            // A successor may connect before its killed predecessor's hang-up was handled.
+            self.device_readable();
+        }
+        if self.device.is_some() {
+            // Two device sides on one ring would corrupt it.
             log::warn!("refusing a device logic connection: one is connected");
             return;
         }

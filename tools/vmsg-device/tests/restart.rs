@@ -319,3 +319,53 @@ fn a_new_driver_side_after_the_old_one_left_gets_a_fresh_region() {
     assert_eq!(client.load(64), 0, "to-device producer");
     negotiate(&client);
 }
+
+#[test]
+fn a_successor_with_another_layout_is_refused_and_the_same_one_resumes() {
+    let split = start_server();
+    let mut dev = start_device(&split, &["--device", "rng"], "device.log");
+    let client = Client::connect(&split.qemu_socket, 1);
+    negotiate(&client);
+    dev.kill();
+    // Other slots would move the rings under the driver side: refused, region untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("other.log");
+    let mut other = Device::spawn_with(
+        dir,
+        &[
+            "--connect",
+            split.device_socket.to_str().unwrap(),
+            "--state",
+            split.state.to_str().unwrap(),
+            "--max-msg-size",
+            "128",
+            "--device",
+            "rng",
+        ],
+        &split.device_socket,
+        "other.log",
+    );
+    assert!(!other.wait().success());
+    assert!(std::fs::read_to_string(log)
+        .unwrap()
+        .contains("another layout"));
+    assert_eq!(client.load(hdr::SLOT_SIZE), 264);
+    // The right successor, started at once (the server may not have seen the hang-up yet).
+    let _dev = restart_device(&split, &["--device", "rng"]);
+    let r = client.call(ping(3, 3));
+    assert_eq!(r, (0, 3, "Bus(PingResponse { data: 3 })".to_string()));
+}
+
+#[test]
+fn the_device_logic_serves_on_when_the_server_dies() {
+    let mut split = start_server();
+    let dev = start_device(&split, &["--device", "rng"], "device.log");
+    let client = Client::connect(&split.qemu_socket, 1);
+    negotiate(&client);
+    split.server.kill();
+    wait_for("the device logic to notice", || {
+        dev.log().contains("the ivshmem server went away")
+    });
+    let r = client.call(ping(4, 4));
+    assert_eq!(r, (0, 4, "Bus(PingResponse { data: 4 })".to_string()));
+}

@@ -68,9 +68,27 @@ impl IvshmemPeer {
     /// Connects to the server at `path` and reads the setup until our own `vectors`
     /// eventfds have arrived.
     pub fn connect(path: &Path, vectors: u32) -> io::Result<Self> {
-        let stream = UnixStream::connect(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("connecting to {}: {e}", path.display()))
-        })?;
+        // A server just started may have bound its socket and not be listening yet.
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        let stream = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                    ) && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("connecting to {}: {e}", path.display()),
+                    ))
+                }
+            }
+        };
         stream.set_read_timeout(Some(SETUP_TIMEOUT))?;
         let mut partial = Vec::new();
         let mut partial_fd = None;

@@ -14,11 +14,19 @@
 # Per scenario, in a fresh directory under /dev/shm: a guest RAM file, an
 # 8 MiB disk image whose last 64 KiB are random (their SHA-256 goes to the
 # guest; the disk hot-added for "add blk" uses it too); vmsg-device starts with the
-# scenario's options and a control socket; the guest (plan scenario,
+# scenario's options and a control socket (with @split among them: in split
+# mode, "vmsg-device ivshmem-server" for QEMU, and the device logic joining it
+# with a state file, so that the guest can have it killed and restarted); the
+# guest (plan scenario,
 # tests/guest/init) loads virtio_msg_shm with the scenario's parameters and
 # runs its tests (tests/selftests/scenario/). While it runs, this script
 # answers the guest's requests for control commands ("# vmsg-host add blk",
-# "# vmsg-host remove blk" on its test serial line). Afterwards it checks the
+# "# vmsg-host remove blk" on its test serial line) and, in split mode, for
+# "kill-device" (SIGKILL to the device logic), "restart-device MS" (SIGKILL,
+# MS ms later the same command again) and "check-image BASE R,R,..." (the
+# 4 KiB blocks from BASE on hold the writer pattern of tests/selftests/scenario/
+# lib.sh for the rounds given: R, R1/R2 for either, 0 for zeros, - for any).
+# Afterwards it checks the
 # kernel's warnings and errors, which the guest prints last ("# vmsg-klog"),
 # against the scenario's list, and that vmsg-device stops on SIGTERM.
 #
@@ -74,10 +82,27 @@ write_host_tap() { host_tap_write "scenario-host:$name:" "$dir/host.tap"; }
 
 tmp=
 dev_pid=
+srv_pid=
+split=
 watcher=
+kill_split() {
+	if [ -n "$tmp" ] && [ -s "$tmp/dev.pid" ] && kill -KILL "$(cat "$tmp/dev.pid")" 2>/dev/null; then
+		# Its wrapper still writes dev.rc into $tmp.
+		for _ in $(seq 40); do
+			[ -e "$tmp/dev.rc" ] && break
+			sleep 0.05
+		done
+	fi
+	if [ -n "$srv_pid" ]; then
+		kill -KILL "$srv_pid" 2>/dev/null
+		wait "$srv_pid" 2>/dev/null
+	fi
+	srv_pid=
+}
 cleanup() {
 	[ -n "$watcher" ] && kill "$watcher" 2>/dev/null
 	[ -n "$dev_pid" ] && kill -KILL "$dev_pid" 2>/dev/null
+	kill_split
 	[ -n "$tmp" ] && rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -100,6 +125,68 @@ print(buf.decode(errors="replace").strip())
 EOF
 }
 
+# Split mode: starts the device logic ("${dev_cmd[@]}", its log appended to
+# vmsg-device.log) and waits until its control socket answers. A wrapper
+# writes its pid to $tmp/dev.pid and, when it exits, its status to
+# $tmp/dev.rc: the request watcher restarts it from a subshell, so the main
+# shell cannot wait for it.
+start_device_logic() {
+	rm -f "$tmp/dev.pid" "$tmp/dev.rc"
+	(
+		"${dev_cmd[@]}" >>"$dir/vmsg-device.log" 2>&1 &
+		echo $! >"$tmp/dev.pid"
+		wait $! 2>/dev/null
+		echo $? >"$tmp/dev.rc"
+	) &
+	for _ in $(seq 200); do
+		[ -e "$tmp/dev.rc" ] && return 1
+		case $(control list 2>/dev/null) in ok*) return 0 ;; esac
+		sleep 0.05
+	done
+	return 1
+}
+
+# Split mode: SIGKILL to the device logic, then waits for it to be gone.
+kill_device_logic() {
+	local pid
+	pid=$(cat "$tmp/dev.pid" 2>/dev/null) && kill -KILL "$pid" 2>/dev/null || {
+		echo "error no device logic running"
+		return
+	}
+	for _ in $(seq 200); do
+		[ -e "$tmp/dev.rc" ] && { echo "ok killed $pid"; return; }
+		sleep 0.05
+	done
+	echo "error device logic $pid still running after SIGKILL"
+}
+
+# Compares the image with what the guest says it wrote: check_image BASE SPEC.
+check_image() {
+	python3 - "$disk" "$1" "$2" <<'EOF'
+import sys
+path, base, spec = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
+with open(path, "rb") as f:
+    data = f.read()
+def pattern(block, rnd):
+    if rnd == 0:
+        return bytes(4096)
+    line = ("blk %06d round %04d vmsg\n" % (block, rnd)).encode()
+    return (line * (4096 // len(line) + 1))[:4096]
+bad = []
+for i, want in enumerate(spec):
+    block = base + i
+    got = data[block * 4096:(block + 1) * 4096]
+    if want == "-":
+        continue
+    if not any(got == pattern(block, int(r)) for r in want.split("/")):
+        bad.append("block %d is not round %s: %r" % (block, want, got[:24]))
+if bad:
+    print("error %d block(s) differ, first: %s" % (len(bad), bad[0]))
+else:
+    print("ok %d block(s) as the guest wrote them" % len(spec))
+EOF
+}
+
 # Runs in the background while the guest runs: answers each "# vmsg-host
 # REQUEST" line of the guest's test output once, logging
 # "request|command|answer" to control.log ("add blk" adds a disk on the
@@ -115,6 +202,29 @@ serve_guest_requests() {
 			"add blk") cmd="add blk:path=$disk" ;;
 			"add "*) cmd=$req ;;
 			"remove "*) cmd="remove $added" ;;
+			kill-device | "restart-device "* | "check-image "*)
+				if [ -z "$split" ]; then
+					answer="error not in split mode"
+				elif [ "$req" = kill-device ]; then
+					answer=$(kill_device_logic)
+				elif [ "${req%% *}" = check-image ]; then
+					read -r _ base spec <<<"$req"
+					answer=$(check_image "$base" "$spec")
+				else
+					ms=${req#restart-device }
+					answer=$(kill_device_logic)
+					sleep "$(awk -v ms="$ms" 'BEGIN { print ms / 1000 }')"
+					if [ "${answer%% *}" = ok ] && start_device_logic; then
+						answer="ok restarted after $ms ms"
+					else
+						answer="error restart failed ($answer), see vmsg-device.log"
+					fi
+				fi
+				# The block list would make an unwieldy test name.
+				[ "${req%% *}" = check-image ] && req="check-image from block $base"
+				echo "$req|host|$answer" >>"$dir/control.log"
+				continue
+				;;
 			*)
 				echo "$req|-|error: no such request" >>"$dir/control.log"
 				continue
@@ -137,7 +247,51 @@ serve_guest_requests() {
 	done
 }
 
+# Split mode: SIGTERM to the device logic (unless the scenario killed it for
+# good), then to the ivshmem server; both must exit with status 0.
+stop_split() {
+	local pid rc
+	pid=$(cat "$tmp/dev.pid" 2>/dev/null)
+	if [ -e "$tmp/dev.rc" ]; then
+		if grep -q '^kill-device|' "$dir/control.log" 2>/dev/null; then
+			result skip vmsg-device-exits-cleanly-on-SIGTERM "the scenario killed it"
+		else
+			result fail vmsg-device-exits-cleanly-on-SIGTERM "it had already exited with status $(cat "$tmp/dev.rc")"
+		fi
+	else
+		kill -TERM "$pid"
+		for _ in $(seq 100); do
+			[ -e "$tmp/dev.rc" ] && break
+			sleep 0.1
+		done
+		rc=$(cat "$tmp/dev.rc" 2>/dev/null)
+		if [ -z "$rc" ]; then
+			kill -KILL "$pid"
+			result fail vmsg-device-exits-cleanly-on-SIGTERM "still running 10 s after SIGTERM"
+		elif [ "$rc" = 0 ]; then
+			result ok vmsg-device-exits-cleanly-on-SIGTERM
+		else
+			result fail vmsg-device-exits-cleanly-on-SIGTERM "exit status $rc"
+		fi
+	fi
+	kill -TERM "$srv_pid"
+	for _ in $(seq 100); do
+		kill -0 "$srv_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$srv_pid" 2>/dev/null
+	wait "$srv_pid"
+	rc=$?
+	if [ $rc = 0 ]; then result ok ivshmem-server-exits-cleanly-on-SIGTERM
+	else result fail ivshmem-server-exits-cleanly-on-SIGTERM "exit status $rc"; fi
+	srv_pid=
+}
+
 stop_device() {
+	if [ -n "$split" ]; then
+		stop_split
+		return
+	fi
 	if ! kill -0 "$dev_pid" 2>/dev/null; then
 		wait "$dev_pid"
 		result fail vmsg-device-exits-cleanly-on-SIGTERM "it had already exited with status $? before the guest finished"
@@ -236,23 +390,51 @@ run_scenario() {
 	tail_sha=$(tail -c $TAIL "$disk" | sha256sum | cut -d' ' -f1)
 	truncate -s "$GUEST_RAM" "$ram"
 
+	split=
+	case " $devopts " in *" @split "*)
+		split=1
+		devopts=$(trim "${devopts//@split/}")
+		;;
+	esac
 	devopts=${devopts//@std/--device rng --device blk:path=$disk --device console:output=echo}
+	devopts=${devopts//@disk/$disk}
 	# A seeded-random fault's seed: fixed (1) unless make soak gives each pass its own.
 	devopts=${devopts//@seed/${VMSG_SOAK_SEED:-1}}
-	# shellcheck disable=SC2086 # The options are words.
-	"$device" --socket "$sock" --guest-memory "$ram" --control "$ctl" --log-level info \
-		$devopts >"$dir/vmsg-device.log" 2>&1 &
-	dev_pid=$!
-	for _ in $(seq 100); do
-		[ -S "$sock" ] && [ -S "$ctl" ] && break
-		kill -0 "$dev_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [ ! -S "$sock" ] || [ ! -S "$ctl" ]; then
-		result fail vmsg-device-listens "no sockets after 10 s, see $dir/vmsg-device.log"
-		kill -KILL "$dev_pid" 2>/dev/null
-		dev_pid=
-		return
+	if [ -n "$split" ]; then
+		local devsock=$tmp/device.sock
+		"$device" ivshmem-server --socket "$sock" --device-socket "$devsock" \
+			--log-level info >"$dir/ivshmem-server.log" 2>&1 &
+		srv_pid=$!
+		for _ in $(seq 100); do
+			[ -S "$devsock" ] && break
+			kill -0 "$srv_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		# shellcheck disable=SC2206 # The options are words.
+		dev_cmd=("$device" --connect "$devsock" --state "$tmp/state" --guest-memory "$ram"
+			--control "$ctl" --log-level info $devopts)
+		: >"$dir/vmsg-device.log"
+		if [ ! -S "$devsock" ] || ! start_device_logic; then
+			result fail vmsg-device-listens "split mode did not start, see $dir/ivshmem-server.log and vmsg-device.log"
+			kill_split
+			return
+		fi
+	else
+		# shellcheck disable=SC2086 # The options are words.
+		"$device" --socket "$sock" --guest-memory "$ram" --control "$ctl" --log-level info \
+			$devopts >"$dir/vmsg-device.log" 2>&1 &
+		dev_pid=$!
+		for _ in $(seq 100); do
+			[ -S "$sock" ] && [ -S "$ctl" ] && break
+			kill -0 "$dev_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if [ ! -S "$sock" ] || [ ! -S "$ctl" ]; then
+			result fail vmsg-device-listens "no sockets after 10 s, see $dir/vmsg-device.log"
+			kill -KILL "$dev_pid" 2>/dev/null
+			dev_pid=
+			return
+		fi
 	fi
 	result ok vmsg-device-listens
 
@@ -283,6 +465,7 @@ run_scenario() {
 		kill -KILL "$dev_pid" 2>/dev/null
 		wait "$dev_pid" 2>/dev/null
 		dev_pid=
+		kill_split
 		rm -rf "$tmp" "$dir/control.log"
 		tmp=
 		again=1
@@ -305,7 +488,7 @@ run_scenario() {
 	stop_device
 	if [[ "$devopts" != *--fault* ]]; then
 		local errors
-		errors=$(grep -c ' ERROR ' "$dir/vmsg-device.log")
+		errors=$(cat "$dir/vmsg-device.log" "$dir/ivshmem-server.log" 2>/dev/null | grep -c ' ERROR ')
 		if [ "$errors" = 0 ]; then result ok vmsg-device-logged-no-error
 		else result fail vmsg-device-logged-no-error "$errors ERROR line(s) in $dir/vmsg-device.log"; fi
 	fi

@@ -66,3 +66,73 @@ ask_host() { echo "# vmsg-host $*" >/dev/ttyS1; }
 
 # Value of counter $2 in stats file $1.
 stat_of() { sed -n "s/^$2: //p" "$1"; }
+
+# A writer for the device-restart scenarios: block $1 of round $2 (4 KiB of a
+# line naming both; scripts/scenarios.sh's check_image knows it too).
+pattern() { yes "blk $(printf %06d "$1") round $(printf %04d "$2") vmsg" | head -c 4096; }
+
+# Writes 4 KiB blocks $2 .. $2+$3-1 of disk /dev/$1, round after round, each
+# with O_DIRECT and an fsync, until /tmp/w.stop exists. Every write dd
+# reports done appends "UPTIME BLOCK ROUND" to /tmp/w.acked, every failed one
+# to /tmp/w.failed; /tmp/w.cur names the write under way.
+writer() {
+	wr=1
+	while :; do
+		wb=0
+		while [ $wb -lt "$3" ]; do
+			[ -e /tmp/w.stop ] && return 0
+			blk=$(($2 + wb))
+			pattern $blk $wr >/tmp/w.blk
+			echo "$blk $wr" >/tmp/w.cur
+			if dd if=/tmp/w.blk of="/dev/$1" bs=4096 seek=$blk count=1 oflag=direct \
+				conv=notrunc,fsync 2>/tmp/w.err; then
+				echo "$(now) $blk $wr" >>/tmp/w.acked
+			else
+				echo "$(now) $blk $wr $(tr '\n' ' ' </tmp/w.err)" >>/tmp/w.failed
+			fi
+			wb=$((wb + 1))
+		done
+		wr=$((wr + 1))
+	done
+}
+
+# Number of writes acknowledged so far.
+acked() { [ -f /tmp/w.acked ] && wc -l </tmp/w.acked || echo 0; }
+
+# The last round acknowledged for each block $1 .. $1+$2-1, comma separated
+# (0: never written), as scripts/scenarios.sh's check-image takes it.
+acked_rounds() {
+	awk -v base="$1" -v n="$2" '{ last[$2] = $3 }
+		END { for (i = 0; i < n; i++) printf "%s%d", (i ? "," : ""), last[base + i] + 0 }' \
+		/tmp/w.acked 2>/dev/null
+}
+
+# Reads blocks $2 .. $2+$3-1 of /dev/$1 (O_DIRECT, after dropping caches) and
+# compares each with the pattern of the round list $4 (as acked_rounds prints).
+blocks_read_back() {
+	echo 3 >/proc/sys/vm/drop_caches
+	i=0 bad=0
+	for r in $(echo "$4" | tr , ' '); do
+		blk=$(($2 + i))
+		if [ "$r" = 0 ]; then
+			head -c 4096 /dev/zero >/tmp/w.want
+		else
+			pattern $blk "$r" >/tmp/w.want
+		fi
+		dd if="/dev/$1" of=/tmp/w.got bs=4096 skip=$blk count=1 iflag=direct 2>/dev/null &&
+			cmp -s /tmp/w.want /tmp/w.got || {
+			bad=$((bad + 1))
+			echo "# block $blk: not what round $r wrote: $(head -c 24 /tmp/w.got | od -An -c | tr -s ' ' | head -1)"
+		}
+		i=$((i + 1))
+	done
+	[ $bad = 0 ]
+}
+
+# The disk of the virtio-blk device (vda, ...).
+blk_disk() {
+	for b in "$(vdev_by_id 2)"/block/*; do
+		[ -e "$b" ] && { basename "$b"; return 0; }
+	done
+	return 1
+}

@@ -19,6 +19,7 @@ use virtio_msg_codec::{
 
 use crate::devices::GuestMemory;
 use crate::ratelimit::RateLimiter;
+use crate::state::{SavedDevice, SavedTerms};
 use crate::transport::{Ctx, TransportDevice};
 
 /// Bytes of a GET_DEVICES response before its bitmap.
@@ -132,6 +133,61 @@ impl Bus {
         }
         for dev in self.devices.values_mut() {
             dev.reset();
+        }
+    }
+
+    /// The negotiated terms and every device's transport state, for the state file.
+    pub fn snapshot(&self) -> (Option<SavedTerms>, Vec<SavedDevice>) {
+        let terms = self.negotiated.map(|n| SavedTerms {
+            revision: n.revision,
+            max_msg_size: n.max_msg_size,
+            features: n.features,
+        });
+        let devices = self.devices.iter().map(|(n, d)| d.snapshot(*n)).collect();
+        (terms, devices)
+    }
+
+    /// Takes over what a previous process saved. A device that cannot be restored (not
+    /// configured any more, or of another class) is logged and left reset.
+    pub fn restore(&mut self, terms: Option<SavedTerms>, devices: &[SavedDevice]) {
+        self.negotiated = terms.and_then(|t| {
+            let ok = self.config.accepted_revisions.contains(&t.revision)
+                && t.max_msg_size <= self.config.max_msg_size;
+            if !ok {
+                log::error!("saved terms {t:?} are not acceptable with this configuration");
+            }
+            ok.then_some(Negotiated {
+                revision: t.revision,
+                max_msg_size: t.max_msg_size,
+                features: t.features & self.config.transport_features,
+            })
+        });
+        for saved in devices {
+            match self.devices.get_mut(&saved.dev_num) {
+                Some(dev) => {
+                    if let Err(e) = dev.restore(saved) {
+                        log::error!("not resuming device {}: {e}", saved.dev_num);
+                        dev.reset();
+                    }
+                }
+                None => log::error!(
+                    "saved device {} ({}) is not configured; the driver will find it broken",
+                    saved.dev_num,
+                    saved.kind
+                ),
+            }
+        }
+    }
+
+    /// After [`Bus::restore`], with guest memory mapped: resumes every device's queues.
+    pub fn resume_queues(&mut self, out: &mut Vec<Outgoing>) {
+        let Some(mem) = self.mem.clone() else {
+            log::warn!("guest memory is not mapped: virtqueues are not resumed");
+            return;
+        };
+        let codec = self.codec();
+        for (&n, dev) in self.devices.iter_mut() {
+            dev.resume(&mem, |m| push_transport(&codec, n, 0, m, out));
         }
     }
 

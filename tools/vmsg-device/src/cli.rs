@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use log::LevelFilter;
 use serde::Deserialize;
 use virtio_msg_codec::{
@@ -32,6 +32,13 @@ Example (start this first, then QEMU):
       -object memory-backend-file,id=mem,size=512M,mem-path=/dev/shm/vmsg-ram,share=on \\
       -chardev socket,path=/tmp/vmsg.sock,id=ivsh \\
       -device ivshmem-doorbell,chardev=ivsh,vectors=1 ...
+
+Split mode (the device logic can be killed and restarted under a running guest):
+  vmsg-device ivshmem-server --socket /tmp/vmsg.sock --device-socket /tmp/vmsg.dev \\
+      --shm-size 1M
+  vmsg-device --connect /tmp/vmsg.dev --state /tmp/vmsg.state \\
+      --guest-memory /dev/shm/vmsg-ram --device blk:path=disk.img
+  (then QEMU as above; restart the second command at will)
 
 Device SPECs:
   rng[:source=PATH]                          entropy from PATH (default /dev/urandom)
@@ -57,11 +64,27 @@ Config file (--config, TOML; command-line values win):
 /// Serves QEMU's ivshmem-doorbell device as its ivshmem server and answers the virtio-msg
 /// bus and transport messages for the devices given with --device.
 #[derive(Parser, Debug, Default)]
-#[command(name = "vmsg-device", version, after_help = EXAMPLES)]
+#[command(
+    name = "vmsg-device",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// Run only the long-lived ivshmem server of split mode.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// UNIX socket that QEMU's `-chardev socket,path=PATH` connects to.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "connect")]
     pub socket: Option<PathBuf>,
+    /// Split mode: join the `vmsg-device ivshmem-server` listening on PATH (its
+    /// --device-socket) instead of being the server QEMU connects to.
+    #[arg(long, value_name = "PATH")]
+    pub connect: Option<PathBuf>,
+    /// File where the negotiated state is kept, so that a restarted process resumes
+    /// (split mode).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
     /// Size of the shared-memory region (bytes, or with K, M, G suffix) [default: 1M].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub shm_size: Option<usize>,
@@ -103,6 +126,60 @@ pub struct Cli {
     pub shutdown_timeout_ms: Option<u64>,
 }
 
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The long-lived half of split mode: holds the shared region, the device peer's
+    /// eventfds and QEMU's connection while the device logic (`vmsg-device --connect`)
+    /// comes and goes.
+    IvshmemServer(ServerArgs),
+}
+
+/// Options of `vmsg-device ivshmem-server`.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// UNIX socket that QEMU's `-chardev socket,path=PATH` connects to.
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// UNIX socket the device logic connects to (`vmsg-device --connect PATH`).
+    #[arg(long, value_name = "PATH")]
+    pub device_socket: PathBuf,
+    /// Size of the shared-memory region (bytes, or with K, M, G suffix; a power of two).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
+    pub shm_size: usize,
+    /// Interrupt vectors per peer; must match QEMU's `vectors=`.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub vectors: u32,
+    /// Peer id of the device side.
+    #[arg(long, value_name = "ID", default_value_t = 0)]
+    pub peer_id: u16,
+    /// Log level: off, error, warn, info, debug, trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: LevelFilter,
+}
+
+impl ServerArgs {
+    /// Checks the values and turns them into the server's configuration.
+    pub fn config(&self) -> Result<crate::shm_server::ShmServerConfig, String> {
+        if !self.shm_size.is_power_of_two() {
+            return Err(format!(
+                "shm size {} is not a power of two (QEMU's ivshmem BAR2 must be one)",
+                self.shm_size
+            ));
+        }
+        if !(1..=64).contains(&self.vectors) {
+            return Err(format!("vectors {} is out of range (1..=64)", self.vectors));
+        }
+        Ok(crate::shm_server::ShmServerConfig {
+            socket: self.socket.clone(),
+            device_socket: self.device_socket.clone(),
+            shm_size: self.shm_size,
+            vectors: self.vectors,
+            device_peer_id: self.peer_id,
+        })
+    }
+}
+
 /// A size in the config file: a number or a string with a suffix.
 #[derive(Deserialize, Debug, Clone)]
 #[serde(untagged)]
@@ -135,8 +212,12 @@ struct FileConfig {
 /// Everything the program needs to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// ivshmem server socket.
+    /// ivshmem server socket: ours, or (with `connect`) the one we join.
     pub socket: PathBuf,
+    /// Split mode: join an ivshmem server instead of being one.
+    pub connect: bool,
+    /// State file for resuming after a restart.
+    pub state: Option<PathBuf>,
     /// Region size.
     pub shm_size: usize,
     /// Guest RAM file.
@@ -213,8 +294,13 @@ pub fn load(cli: Cli) -> Result<Config, String> {
         Some(p) => read_file_config(p)?,
         None => FileConfig::default(),
     };
+    if cli.command.is_some() {
+        return Err("a subcommand takes no device options".into());
+    }
+    let connect = cli.connect.is_some();
     let socket = cli
-        .socket
+        .connect
+        .or(cli.socket)
         .or(file.socket)
         .ok_or("no socket: give --socket PATH (or socket = \"PATH\" in the config file)")?;
     let shm_size = match (cli.shm_size, file.shm_size) {
@@ -280,6 +366,8 @@ pub fn load(cli: Cli) -> Result<Config, String> {
     let slot_size = u32::from(max_msg_size).next_multiple_of(8).max(64);
     Ok(Config {
         socket,
+        connect,
+        state: cli.state,
         shm_size,
         guest_memory: cli.guest_memory.or(file.guest_memory),
         devices,

@@ -219,6 +219,15 @@ impl IvshmemServer {
         &self.peers
     }
 
+    /// Eventfds of client `id` (empty if there is no such client).
+    pub fn peer_eventfds(&self, id: u16) -> Vec<BorrowedFd<'_>> {
+        self.peers
+            .iter()
+            .filter(|p| p.id == id)
+            .flat_map(|p| p.eventfds.iter().map(|e| e.as_fd()))
+            .collect()
+    }
+
     /// Whether any client is connected.
     pub fn has_client(&self) -> bool {
         !self.peers.is_empty()

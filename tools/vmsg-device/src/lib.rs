@@ -4,6 +4,9 @@
 //!
 //! One concern per module:
 //! - [`ivshmem`]: the ivshmem server protocol (UNIX socket, SCM_RIGHTS, eventfds);
+//! - [`ivshmem_peer`]: the client end of it, for split mode;
+//! - [`shm_server`]: the long-lived ivshmem server of split mode;
+//! - [`state`]: what the device logic persists to resume after a restart;
 //! - [`region`]: the shared region's header and rings;
 //! - [`bus`]: VERSION, RESET, GET_DEVICES, PING, EVENT_DEVICE and routing to devices;
 //! - [`transport`]: the transport messages of one device;
@@ -24,7 +27,10 @@ pub mod devices;
 pub mod fault;
 pub mod guest_memory;
 pub mod ivshmem;
+pub mod ivshmem_peer;
 pub mod ratelimit;
 pub mod region;
 pub mod server;
+pub mod shm_server;
+pub mod state;
 pub mod transport;

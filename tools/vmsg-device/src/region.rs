@@ -302,6 +302,31 @@ impl Region {
         self.set_device_state(DeviceState::Ready);
     }
 
+    /// Whether the region carries a header at all (of any layout).
+    pub fn has_magic(&self) -> bool {
+        self.load(hdr::MAGIC, Ordering::Acquire) == MAGIC
+    }
+
+    /// Whether the region already carries this geometry's header for `device_peer_id`:
+    /// a previous process of the device side laid it out, and a driver side may be using
+    /// it (resume instead of initialising).
+    pub fn has_header(&self, device_peer_id: u32) -> bool {
+        let g = self.geometry;
+        let expect = [
+            (hdr::MAGIC, MAGIC),
+            (hdr::LAYOUT_VERSION, LAYOUT_VERSION),
+            (hdr::HEADER_SIZE, HEADER_SIZE as u32),
+            (hdr::SLOT_SIZE, g.slot_size),
+            (hdr::SLOT_COUNT, g.slot_count),
+            (hdr::TO_DEVICE_OFFSET, g.to_device_offset),
+            (hdr::TO_DRIVER_OFFSET, g.to_driver_offset),
+            (hdr::DEVICE_PEER_ID, device_peer_id),
+        ];
+        expect
+            .iter()
+            .all(|(off, v)| self.load(*off, Ordering::Acquire) == *v)
+    }
+
     /// Empties both rings: indices 0 and `consumer_wants_doorbell` 1.
     pub fn reset_rings(&self) {
         self.to_device().reset();
@@ -475,6 +500,62 @@ impl Ring {
         let producer = self.producer();
         let consumer = self.load(ring_off::CONSUMER, Ordering::Relaxed);
         self.count(producer, consumer)
+    }
+
+    /// Consumer: the number of messages waiting past index `from` (the consumer's own
+    /// read position, which may run ahead of the published consumer index).
+    pub fn pending_from(&self, from: u32) -> Result<u32, RingError> {
+        let producer = self.producer();
+        let consumer = self.load(ring_off::CONSUMER, Ordering::Relaxed);
+        // `from` lies between the published consumer and the producer, or the ring is corrupt.
+        self.count(producer, consumer)?;
+        let n = self.count(producer, from)?;
+        if from.wrapping_sub(consumer) > self.slot_count {
+            return Err(RingError::Corrupt { producer, consumer });
+        }
+        Ok(n)
+    }
+
+    /// Consumer: copies the message at index `index` into `buf` without releasing its
+    /// slot (see [`Ring::release_to`]). `Ok(None)` if nothing is there yet.
+    pub fn peek_at(&self, index: u32, buf: &mut Vec<u8>) -> Result<Option<Popped>, RingError> {
+        buf.clear();
+        if self.pending_from(index)? == 0 {
+            return Ok(None);
+        }
+        let slot = self.slot_offset(index);
+        let mut header = [0u8; MIN_MESSAGE];
+        let read = self.slice().read_slice(&mut header, slot);
+        let msg_size = u16::from_le_bytes([header[MSG_SIZE_OFFSET], header[MSG_SIZE_OFFSET + 1]]);
+        if read.is_err()
+            || usize::from(msg_size) < MIN_MESSAGE
+            || u32::from(msg_size) > self.slot_size
+        {
+            return Ok(Some(Popped::BadSize(msg_size)));
+        }
+        buf.resize(usize::from(msg_size), 0);
+        match self.slice().read_slice(buf, slot) {
+            Ok(()) => Ok(Some(Popped::Message)),
+            Err(e) => {
+                log::error!("reading slot at {slot:#x}: {e}");
+                buf.clear();
+                Ok(Some(Popped::BadSize(msg_size)))
+            }
+        }
+    }
+
+    /// Consumer: publishes the consumer index `index` (release), freeing every slot
+    /// before it.
+    pub fn release_to(&self, index: u32) {
+        self.store(ring_off::CONSUMER, index, Ordering::Release);
+    }
+
+    /// Consumer, before sleeping, with its own read position `from`: asks for a doorbell,
+    /// full barrier, and returns the number of messages past `from` (0: safe to sleep).
+    pub fn prepare_sleep_from(&self, from: u32) -> Result<u32, RingError> {
+        self.set_wants_doorbell(true);
+        fence(Ordering::SeqCst);
+        self.pending_from(from)
     }
 
     /// Consumer: copies the next message into `buf` and releases its slot.
@@ -839,6 +920,49 @@ mod tests {
         ring.pop(&mut buf).unwrap();
         ring.push(&msg(4, 8)).unwrap();
         assert!(ring.should_ring());
+    }
+
+    #[test]
+    fn peek_reads_ahead_and_release_frees_slots_later() {
+        let r = region(64, 4);
+        let ring = r.to_device();
+        for i in 0..3 {
+            ring.push(&msg(i, 8)).unwrap();
+        }
+        let mut buf = Vec::new();
+        assert_eq!(ring.peek_at(0, &mut buf).unwrap(), Some(Popped::Message));
+        assert_eq!(buf, msg(0, 8));
+        assert_eq!(ring.peek_at(2, &mut buf).unwrap(), Some(Popped::Message));
+        assert_eq!(buf, msg(2, 8));
+        assert_eq!(ring.peek_at(3, &mut buf).unwrap(), None);
+        // Nothing is released until the consumer says so: a successor reads from 0 again.
+        assert_eq!(ring.consumer(), 0);
+        assert_eq!(ring.pending_from(3).unwrap(), 0);
+        assert_eq!(ring.prepare_sleep_from(2).unwrap(), 1);
+        ring.push(&msg(3, 8)).unwrap();
+        assert_eq!(ring.push(&msg(4, 8)), Err(RingError::Full));
+        ring.release_to(3);
+        assert_eq!(ring.free().unwrap(), 3);
+        // A read position outside producer..consumer is corrupt.
+        assert!(matches!(
+            ring.pending_from(9),
+            Err(RingError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn has_header_only_for_the_same_layout_and_peer() {
+        let r = region(64, 4);
+        assert!(r.has_header(7));
+        assert!(!r.has_header(0));
+        let other = Region::from_file(
+            r.file().try_clone().unwrap(),
+            Geometry::new(64 * 1024, 64, Some(8)).unwrap(),
+        )
+        .unwrap();
+        assert!(!other.has_header(7));
+        r.store(hdr::MAGIC, 0, Ordering::SeqCst);
+        assert!(!r.has_header(7));
     }
 
     #[test]

@@ -2,17 +2,25 @@
 
 //! The event loop: ivshmem connections, doorbells, the two rings, delayed responses, the
 //! control socket, console input, and shutdown on SIGTERM/SIGINT.
+//!
+//! Two ways to reach the driver side: as the ivshmem server QEMU connects to (one process
+//! does everything), or as a peer of a long-lived `vmsg-device ivshmem-server` (split
+//! mode), which lets this process be killed and restarted: it then resumes from the
+//! region (ring indices), guest memory (virtqueue indices) and its state file (everything
+//! else), see `Documentation/shm-bus.rst`, "Restarting the device side".
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use virtio_msg_codec::transport::id::EVENT_AVAIL;
 use virtio_msg_codec::{Header, TRANSPORT_F_STRICT_CONFIG_GENERATION};
 
 use crate::bus::{Bus, BusConfig, Outgoing};
@@ -22,7 +30,9 @@ use crate::devices::DeviceSpec;
 use crate::fault::{Faults, Verdict};
 use crate::guest_memory;
 use crate::ivshmem::{IvshmemServer, PeerEvent};
+use crate::ivshmem_peer::{IvshmemPeer, PeerChange};
 use crate::region::{driver_state, DeviceState, Geometry, Popped, Region, RingError};
+use crate::state::{SavedState, StateFile, STATE_VERSION};
 use crate::transport::TransportDevice;
 
 /// Housekeeping period: driver_state and the to-device ring are checked at least this
@@ -46,6 +56,7 @@ struct Delayed {
 enum Source {
     Listener,
     Client(u16),
+    IvshmemServer,
     Doorbell,
     Signal,
     ControlListener,
@@ -53,9 +64,47 @@ enum Source {
     Input(u16),
 }
 
+/// How this process reaches the driver side.
+enum Link {
+    /// It is the ivshmem server QEMU connects to.
+    Serve(IvshmemServer),
+    /// It is a peer of `vmsg-device ivshmem-server` (split mode).
+    Peer(IvshmemPeer),
+}
+
+impl Link {
+    fn own_id(&self) -> u16 {
+        match self {
+            Self::Serve(s) => s.own_id(),
+            Self::Peer(p) => p.own_id(),
+        }
+    }
+
+    fn own_eventfds(&self) -> Vec<BorrowedFd<'_>> {
+        match self {
+            Self::Serve(s) => s.own_eventfds().collect(),
+            Self::Peer(p) => p.own_eventfds().collect(),
+        }
+    }
+
+    fn drain_own(&self) {
+        match self {
+            Self::Serve(s) => s.drain_own(),
+            Self::Peer(p) => p.drain_own(),
+        };
+    }
+
+    fn ring(&self, id: u16, vector: u32) {
+        match self {
+            Self::Serve(s) => s.ring(id, vector),
+            Self::Peer(p) => p.ring(id, vector),
+        };
+    }
+}
+
 /// The device side of one bus instance.
 pub struct Server {
-    ivshmem: IvshmemServer,
+    link: Link,
     region: Region,
     bus: Bus,
     faults: Faults,
@@ -74,6 +123,17 @@ pub struct Server {
     mem_mapped: bool,
     last_map_attempt: Option<Instant>,
     rx: Vec<u8>,
+    /// Next to-device index to read. The region's consumer index trails it until every
+    /// response to the messages read is in the to-device ring, so that a process killed in
+    /// between leaves them to its successor instead of losing them.
+    rx_next: u32,
+    /// Consumer index last published.
+    rx_released: u32,
+    state: Option<StateFile>,
+    region_inode: u64,
+    state_error_logged: bool,
+    /// The ivshmem server of split mode closed the connection (no more peer news).
+    server_gone: bool,
 }
 
 fn build_device(spec: &DeviceSpec) -> Result<TransportDevice, String> {
@@ -121,16 +181,33 @@ impl Server {
         } else {
             log::warn!("no --guest-memory: virtqueues cannot be served");
         }
-        let geometry = Geometry::new(config.shm_size, config.slot_size, config.slot_count)
-            .map_err(|e| e.to_string())?;
-        let region = Region::create(geometry).map_err(|e| e.to_string())?;
-        region.initialise(u32::from(config.peer_id));
-        let shm = region
+        let (link, region, resumed) = if config.connect {
+            if config.state.is_none() {
+                log::warn!(
+                    "no --state: a restarted process could not resume this one's driver side"
+                );
+            }
+            Self::join(config)?
+        } else {
+            let geometry = Geometry::new(config.shm_size, config.slot_size, config.slot_count)
+                .map_err(|e| e.to_string())?;
+            let region = Region::create(geometry).map_err(|e| e.to_string())?;
+            region.initialise(u32::from(config.peer_id));
+            let shm = region
+                .file()
+                .try_clone()
+                .map_err(|e| format!("shared memory: {e}"))?;
+            let ivshmem =
+                IvshmemServer::bind(&config.socket, shm, config.vectors, config.peer_id, 1)
+                    .map_err(|e| e.to_string())?;
+            (Link::Serve(ivshmem), region, false)
+        };
+        let geometry = region.geometry();
+        let region_inode = region
             .file()
-            .try_clone()
+            .metadata()
+            .map(|m| m.ino())
             .map_err(|e| format!("shared memory: {e}"))?;
-        let ivshmem = IvshmemServer::bind(&config.socket, shm, config.vectors, config.peer_id, 1)
-            .map_err(|e| e.to_string())?;
         let control = match &config.control {
             Some(p) => Some(Control::bind(p).map_err(|e| format!("control socket: {e}"))?),
             None => None,
@@ -150,16 +227,25 @@ impl Server {
             log::warn!("fault injection active: {f}");
         }
         log::info!(
-            "listening on {} (shm {} bytes, {} slots of {} bytes per ring, device peer id {}, {} device(s))",
+            "{} {} (shm {} bytes, {} slots of {} bytes per ring, device peer id {}, {} device(s))",
+            if config.connect {
+                "joined"
+            } else {
+                "listening on"
+            },
             config.socket.display(),
             geometry.region_size,
             geometry.slot_count,
             geometry.slot_size,
-            config.peer_id,
+            link.own_id(),
             bus.device_numbers().len()
         );
-        Ok(Self {
-            ivshmem,
+        let client = match &link {
+            Link::Peer(p) => p.peers().first().copied(),
+            Link::Serve(_) => None,
+        };
+        let mut server = Self {
+            link,
             region,
             bus,
             faults: Faults::new(config.faults.clone()),
@@ -169,7 +255,7 @@ impl Server {
             backlog: VecDeque::new(),
             delayed: BinaryHeap::new(),
             seq: 0,
-            client: None,
+            client,
             driver_attached: false,
             to_device_corrupt: false,
             to_driver_corrupt: false,
@@ -178,7 +264,116 @@ impl Server {
             mem_mapped: false,
             last_map_attempt: None,
             rx: Vec::new(),
-        })
+            rx_next: 0,
+            rx_released: 0,
+            state: config.state.as_deref().map(StateFile::new),
+            region_inode,
+            state_error_logged: false,
+            server_gone: false,
+        };
+        if resumed {
+            server.resume();
+        } else {
+            server.persist();
+        }
+        Ok(server)
+    }
+
+    /// Split mode: joins the ivshmem server and maps its region. Returns whether the
+    /// region already carries this geometry's header, i.e. a previous process of the
+    /// device side served it and this one must resume rather than initialise.
+    fn join(config: &Config) -> Result<(Link, Region, bool), String> {
+        let peer = IvshmemPeer::connect(&config.socket, config.vectors)
+            .map_err(|e| format!("joining the ivshmem server: {e}"))?;
+        let shm = peer
+            .shm()
+            .try_clone()
+            .map_err(|e| format!("shared memory: {e}"))?;
+        let size = shm
+            .metadata()
+            .map_err(|e| format!("shared memory: {e}"))?
+            .len();
+        let size = usize::try_from(size).map_err(|_| format!("shared memory of {size} bytes"))?;
+        let geometry =
+            Geometry::new(size, config.slot_size, config.slot_count).map_err(|e| e.to_string())?;
+        let region = Region::from_file(shm, geometry).map_err(|e| e.to_string())?;
+        let own = u32::from(peer.own_id());
+        let resumed = region.has_header(own);
+        if !resumed {
+            if region.has_magic() {
+                // Laying it out anew would pull the rings from under the driver side.
+                return Err("the region in use has another layout (slot size, slot count or peer id): start with the options of the previous process".into());
+            }
+            region.initialise(own);
+        }
+        Ok((Link::Peer(peer), region, resumed))
+    }
+
+    /// Takes over from a previous process: the saved state, the driver side's
+    /// attachment, the rings where they are, and every virtqueue.
+    fn resume(&mut self) {
+        let ring = self.region.to_device();
+        self.rx_next = ring.consumer();
+        self.rx_released = self.rx_next;
+        let saved = match self.state.as_mut().map(StateFile::load) {
+            None => Err("no --state file".to_string()),
+            Some(Ok(None)) => Err("the state file does not exist".to_string()),
+            Some(Ok(Some(s))) if s.region_inode != self.region_inode => {
+                Err("the state file belongs to another region".to_string())
+            }
+            Some(Ok(Some(s))) => Ok(s),
+            Some(Err(e)) => Err(e),
+        };
+        let saved = match saved {
+            Ok(s) => s,
+            Err(e) => {
+                // Without the negotiated state every transport request would be dropped;
+                // the driver side times them out and marks its devices broken.
+                log::error!("resuming a region in use without saved state: {e}");
+                return;
+            }
+        };
+        self.bus.restore(saved.terms, &saved.devices);
+        self.driver_attached = saved.driver_attached;
+        self.map_guest_memory();
+        let mut out = Vec::new();
+        self.bus.resume_queues(&mut out);
+        log::info!(
+            "resumed: driver side {} ({}), {} device(s) restored, to-device ring at {}, {} message(s) waiting, {} queue notification(s)",
+            if self.driver_attached { "attached" } else { "detached" },
+            self.client.map_or("not connected".to_string(), |c| format!("peer {c}")),
+            saved.devices.len(),
+            self.rx_next,
+            ring.pending_from(self.rx_next).unwrap_or(0),
+            out.len()
+        );
+        self.enqueue_all(out);
+        // Doorbells rung while no process listened are in the eventfds' counters.
+        self.link.drain_own();
+        self.persist();
+    }
+
+    /// Writes the state file if the state changed.
+    fn persist(&mut self) {
+        let Some(file) = self.state.as_mut() else {
+            return;
+        };
+        let (terms, devices) = self.bus.snapshot();
+        let state = SavedState {
+            version: STATE_VERSION,
+            region_inode: self.region_inode,
+            driver_attached: self.driver_attached,
+            terms,
+            devices,
+        };
+        match file.save(&state) {
+            Ok(()) => self.state_error_logged = false,
+            Err(e) if !self.state_error_logged => {
+                log::error!("{e}; a restarted process could not resume");
+                self.state_error_logged = true;
+            }
+            Err(_) => {}
+        }
     }
 
     /// Serves until SIGTERM or SIGINT, then announces removal and returns.
@@ -211,14 +406,21 @@ impl Server {
     }
 
     fn wait(&self, timeout: Duration) -> Result<Vec<Source>, String> {
-        let mut sources: Vec<(Source, BorrowedFd<'_>)> = vec![
-            (Source::Listener, self.ivshmem.listener()),
-            (Source::Signal, self.signals.as_fd()),
-        ];
-        for peer in self.ivshmem.peers() {
-            sources.push((Source::Client(peer.id), peer.stream().as_fd()));
+        let mut sources: Vec<(Source, BorrowedFd<'_>)> =
+            vec![(Source::Signal, self.signals.as_fd())];
+        match &self.link {
+            Link::Serve(s) => {
+                sources.push((Source::Listener, s.listener()));
+                for peer in s.peers() {
+                    sources.push((Source::Client(peer.id), peer.stream().as_fd()));
+                }
+            }
+            Link::Peer(p) if !self.server_gone => {
+                sources.push((Source::IvshmemServer, p.stream().as_fd()));
+            }
+            Link::Peer(_) => {}
         }
-        for fd in self.ivshmem.own_eventfds() {
+        for fd in self.link.own_eventfds() {
             sources.push((Source::Doorbell, fd));
         }
         if let Some(c) = &self.control {
@@ -253,12 +455,40 @@ impl Server {
         match source {
             Source::Listener => self.accept(),
             Source::Client(id) => {
-                if let PeerEvent::Left(id) = self.ivshmem.handle_readable(id) {
+                let left = match &mut self.link {
+                    Link::Serve(s) => s.handle_readable(id),
+                    Link::Peer(_) => PeerEvent::Quiet,
+                };
+                if let PeerEvent::Left(id) = left {
                     self.client_left(id);
                 }
             }
+            Source::IvshmemServer => {
+                let changes = match &mut self.link {
+                    Link::Peer(p) => p.handle_readable(),
+                    Link::Serve(_) => Vec::new(),
+                };
+                for change in changes {
+                    match change {
+                        PeerChange::Joined(id) if self.client.is_none() => self.client_joined(id),
+                        PeerChange::Joined(id) => {
+                            log::warn!(
+                                "peer {id} joined while peer {:?} is the driver side; ignored",
+                                self.client
+                            );
+                        }
+                        PeerChange::Left(id) => self.client_left(id),
+                        PeerChange::ServerGone => {
+                            // The region and every eventfd are still ours: serving on beats
+                            // taking the driver side's devices away.
+                            log::error!("the ivshmem server went away; serving on, but a restart of this process will not be possible");
+                            self.server_gone = true;
+                        }
+                    }
+                }
+            }
             Source::Doorbell => {
-                self.ivshmem.drain_own();
+                self.link.drain_own();
             }
             Source::Signal => {
                 let mut buf = [0u8; 16];
@@ -282,14 +512,17 @@ impl Server {
     }
 
     fn accept(&mut self) {
-        let id = match self.ivshmem.accept() {
-            Ok(Some(id)) => id,
-            Ok(None) => return,
-            Err(e) => {
-                log::error!("{e}");
-                return;
-            }
+        let Link::Serve(ivshmem) = &mut self.link else {
+            return;
         };
+        match ivshmem.accept() {
+            Ok(Some(id)) => self.client_joined(id),
+            Ok(None) => {}
+            Err(e) => log::error!("{e}"),
+        }
+    }
+
+    fn client_joined(&mut self, id: u16) {
         // A new driver side: a fresh instance and fresh guest RAM. The region was
         // initialised before the client could see it (at start or when the previous
         // client left); doing it now would race with the client's first messages.
@@ -301,6 +534,7 @@ impl Server {
         self.bus.set_guest_memory(None);
         self.mem_mapped = false;
         self.last_map_attempt = None;
+        self.persist();
     }
 
     /// Maps guest RAM if it is configured and not mapped yet (at most once a second).
@@ -332,7 +566,10 @@ impl Server {
             self.reset_instance();
             self.bus.set_guest_memory(None);
             self.mem_mapped = false;
-            self.region.initialise(u32::from(self.ivshmem.own_id()));
+            self.region.initialise(u32::from(self.link.own_id()));
+            self.rx_next = 0;
+            self.rx_released = 0;
+            self.persist();
         }
     }
 
@@ -347,7 +584,7 @@ impl Server {
 
     fn ring_driver(&self) {
         if let Some(id) = self.client {
-            self.ivshmem.ring(id, DRIVER_VECTOR);
+            self.link.ring(id, DRIVER_VECTOR);
         }
     }
 
@@ -361,6 +598,7 @@ impl Server {
                     self.ring_driver();
                 }
                 log::info!("driver side attached");
+                self.persist();
             }
             (true, driver_state::DETACHED) => {
                 self.driver_attached = false;
@@ -368,7 +606,10 @@ impl Server {
                 self.region.set_device_state(DeviceState::NotReady);
                 self.reset_instance();
                 self.region.reset_rings();
+                self.rx_next = 0;
+                self.rx_released = 0;
                 self.ring_driver();
+                self.persist();
             }
             _ => {}
         }
@@ -383,15 +624,19 @@ impl Server {
         ring.set_wants_doorbell(false);
         let mut rx = std::mem::take(&mut self.rx);
         let result = loop {
-            match ring.pop(&mut rx) {
-                Ok(Some(Popped::Message)) => self.handle_message(&rx),
+            match ring.peek_at(self.rx_next, &mut rx) {
+                Ok(Some(Popped::Message)) => {
+                    self.rx_next = self.rx_next.wrapping_add(1);
+                    self.handle_message(&rx);
+                }
                 Ok(Some(Popped::BadSize(size))) => {
+                    self.rx_next = self.rx_next.wrapping_add(1);
                     log::warn!(
                         "dropped slot with msg_size {size} (allowed 8..={})",
                         ring.slot_size()
                     );
                 }
-                Ok(None) => match ring.prepare_sleep() {
+                Ok(None) => match ring.prepare_sleep_from(self.rx_next) {
                     Ok(0) => break Ok(()),
                     Ok(_) => ring.set_wants_doorbell(false),
                     Err(e) => break Err(e),
@@ -407,9 +652,9 @@ impl Server {
     }
 
     fn handle_message(&mut self, bytes: &[u8]) {
-        let dev = match Header::peek(bytes) {
-            Ok(h) if !h.is_bus() => Some(h.dev_num.get()),
-            _ => None,
+        let (dev, notification) = match Header::peek(bytes) {
+            Ok(h) if !h.is_bus() => (Some(h.dev_num.get()), h.msg_id == EVENT_AVAIL),
+            _ => (None, false),
         };
         self.map_guest_memory();
         if let Verdict::Drop(why) = self.faults.incoming(dev) {
@@ -418,6 +663,11 @@ impl Server {
         }
         let mut out = Vec::new();
         self.bus.handle(bytes, &mut out);
+        // Before the response is published: a successor must not see the answer without
+        // the state change behind it. Notifications change nothing that is saved.
+        if !notification {
+            self.persist();
+        }
         if out.iter().any(|o| o.response) {
             for (target, count) in self.faults.floods(dev) {
                 self.bus.flood(target, count, &mut out);
@@ -491,6 +741,11 @@ impl Server {
         if corrupted || (pushed && ring.should_ring()) {
             self.ring_driver();
         }
+        // Every response to the messages read so far is published: their slots can go.
+        if self.backlog.is_empty() && self.rx_released != self.rx_next {
+            self.region.to_device().release_to(self.rx_next);
+            self.rx_released = self.rx_next;
+        }
     }
 
     fn control_input(&mut self, id: u64) {
@@ -545,6 +800,7 @@ impl Server {
             }
         };
         self.enqueue_all(out);
+        self.persist();
         answer
     }
 

@@ -21,6 +21,7 @@ use vm_memory::GuestAddress;
 use zerocopy::little_endian::U32;
 
 use crate::devices::{DeviceError, GuestMemory, VirtioDevice, QUEUE_MAX_SIZE};
+use crate::state::{SavedDevice, SavedQueue};
 
 /// Vendor id reported in GET_DEVICE_INFO (the virtio PCI vendor).
 pub const VENDOR_ID: u32 = 0x1af4;
@@ -117,6 +118,104 @@ impl TransportDevice {
             q.reset();
         }
         self.device.reset();
+    }
+
+    /// The state a restarted process needs to resume this device.
+    pub fn snapshot(&self, dev_num: u16) -> SavedDevice {
+        SavedDevice {
+            dev_num,
+            kind: self.device.name().to_string(),
+            status: self.status,
+            driver_features: self.driver_features.clone(),
+            negotiated: self.negotiated,
+            generation: self.generation,
+            queues: self
+                .queues
+                .iter()
+                .map(|q| SavedQueue {
+                    size: q.size(),
+                    ready: q.ready(),
+                    desc: q.desc_table(),
+                    driver: q.avail_ring(),
+                    device: q.used_ring(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes over the state a previous process saved. Queues are set up but not resumed
+    /// (that needs guest memory: [`TransportDevice::resume`]).
+    pub fn restore(&mut self, saved: &SavedDevice) -> Result<(), String> {
+        let name = self.device.name();
+        if saved.kind != name {
+            return Err(format!(
+                "device {} was {} and is {name} now",
+                saved.dev_num, saved.kind
+            ));
+        }
+        if saved.queues.len() > self.queues.len() || saved.driver_features.len() > 64 {
+            return Err(format!(
+                "device {}: saved state does not fit",
+                saved.dev_num
+            ));
+        }
+        self.reset();
+        self.status = saved.status;
+        self.driver_features.clone_from(&saved.driver_features);
+        self.negotiated = saved.negotiated;
+        self.generation = saved.generation;
+        let event_idx = self.negotiated & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
+        for (q, s) in self.queues.iter_mut().zip(&saved.queues) {
+            q.try_set_size(s.size)
+                .and_then(|()| q.try_set_desc_table_address(GuestAddress(s.desc)))
+                .and_then(|()| q.try_set_avail_ring_address(GuestAddress(s.driver)))
+                .and_then(|()| q.try_set_used_ring_address(GuestAddress(s.device)))
+                .map_err(|e| format!("device {} queue setup: {e}", saved.dev_num))?;
+            q.set_event_idx(event_idx);
+            q.set_ready(s.ready);
+        }
+        if self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0 {
+            self.device.activate(self.negotiated);
+        }
+        Ok(())
+    }
+
+    /// After [`TransportDevice::restore`]: continues every enabled queue from the used
+    /// index in guest memory, so that buffers the previous process took but did not
+    /// complete are processed again (the devices complete buffers in order, and
+    /// reading or writing a block twice gives the same result), then signals every
+    /// enabled queue once in case the previous process died between completing a buffer
+    /// and notifying the driver.
+    pub fn resume<F: FnMut(TransportMessage<'_>)>(&mut self, mem: &GuestMemory, mut emit: F) {
+        if self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0
+            || self.status & VIRTIO_CONFIG_S_NEEDS_RESET != 0
+        {
+            return;
+        }
+        let name = self.device.name();
+        let mut ready = Vec::new();
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            if !q.ready() {
+                continue;
+            }
+            match q.used_idx(mem, std::sync::atomic::Ordering::Acquire) {
+                Ok(used) => {
+                    q.set_next_avail(used.0);
+                    q.set_next_used(used.0);
+                    ready.push(i);
+                }
+                Err(e) => log::warn!("{name}: queue {i}: used index: {e}"),
+            }
+        }
+        for &i in &ready {
+            if let Err(e) = self.device.process_queue(i, &mut self.queues, mem) {
+                self.fail(&e, &mut emit);
+                return;
+            }
+        }
+        for i in ready {
+            emit(TransportMessage::EventUsed { vq_index: i as u32 });
+        }
     }
 
     fn driver_features_u64(&self) -> u64 {

@@ -289,7 +289,11 @@ fn corrupt_to_device_ring_then_detach_and_reattach() {
     negotiate(&client);
     assert_eq!(version_status(&client, 1), VersionStatus::AlreadyNegotiated);
 
-    // The driver side writes a producer index 65 ahead of the consumer (64 slots).
+    // The driver side writes a producer index 65 ahead of the consumer (64 slots), once
+    // the device side has released every slot (it does so after publishing the answers).
+    wait_for("the device to release every slot", || {
+        client.load(64 + 64) == client.load(64)
+    });
     let consumer = client.load(64 + 64);
     client.store(64, consumer + 65);
     client

@@ -41,12 +41,19 @@ impl Device {
     /// Same, in a directory the test prepared.
     pub fn spawn_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let socket = dir.path().join("ivshmem.sock");
-        let log = dir.path().join("device.log");
+        let mut all = vec!["--socket", socket.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Self::spawn_with(dir, &all, &socket, "device.log")
+    }
+
+    /// Starts `vmsg-device ARGS... --log-level debug` in `dir`, logging to `log_name`
+    /// there, and waits for `ready` to exist. `socket` is set to `ready`.
+    pub fn spawn_with(dir: tempfile::TempDir, args: &[&str], ready: &Path, log_name: &str) -> Self {
+        let socket = ready.to_path_buf();
+        let log = dir.path().join(log_name);
         let child = Command::new(env!("CARGO_BIN_EXE_vmsg-device"))
-            .arg("--socket")
-            .arg(&socket)
-            .args(["--log-level", "debug"])
             .args(args)
+            .args(["--log-level", "debug"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
@@ -71,6 +78,14 @@ impl Device {
             std::thread::sleep(Duration::from_millis(10));
         }
         dev
+    }
+
+    /// Kills the program with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 
     /// What the program logged so far.

@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Split mode: `vmsg-device ivshmem-server` holds the region and QEMU's connection while
+//! the device logic (`vmsg-device --connect`) is killed and restarted under a driver
+//! side that keeps going (Documentation/shm-bus.rst, "Restarting the device side").
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{
+    features_ok, hdr, negotiate, transport, Client, Device, GuestRam, SplitQueue, ACKNOWLEDGE,
+    DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
+};
+use virtio_msg_codec::bus::BusMessage;
+use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
+use virtio_msg_codec::transport::TransportMessage as T;
+use virtio_msg_codec::{Frame, Message};
+
+struct Split {
+    server: Device,
+    qemu_socket: PathBuf,
+    device_socket: PathBuf,
+    state: PathBuf,
+}
+
+fn start_server() -> Split {
+    let dir = tempfile::tempdir().unwrap();
+    let qemu_socket = dir.path().join("qemu.sock");
+    let device_socket = dir.path().join("device.sock");
+    let state = dir.path().join("state");
+    let args = [
+        "ivshmem-server",
+        "--socket",
+        qemu_socket.to_str().unwrap(),
+        "--device-socket",
+        device_socket.to_str().unwrap(),
+        "--shm-size",
+        "64K",
+    ];
+    let server = Device::spawn_with(dir, &args, &device_socket, "server.log");
+    Split {
+        server,
+        qemu_socket,
+        device_socket,
+        state,
+    }
+}
+
+/// Starts the device logic; it is ready once it has written its state file.
+fn start_device(split: &Split, extra: &[&str], log_name: &str) -> Device {
+    let _ = std::fs::remove_file(&split.state);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "--connect",
+        split.device_socket.to_str().unwrap(),
+        "--state",
+        split.state.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Device::spawn_with(dir, &args, &split.state, log_name)
+}
+
+/// Restarts the device logic without removing the state file first.
+fn restart_device(split: &Split, extra: &[&str]) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "--connect",
+        split.device_socket.to_str().unwrap(),
+        "--state",
+        split.state.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    // The state file exists already: wait for the log line instead.
+    let log = dir.path().join("device2.log");
+    let dev = Device::spawn_with(dir, &args, &split.state, "device2.log");
+    wait_for("the restarted device logic to join", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("joined"))
+    });
+    dev
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn ping(token: u16, data: u32) -> Frame<'static> {
+    Frame::bus(token, Message::Bus(BusMessage::PingRequest { data }))
+}
+
+fn blk_write(ram: &GuestRam, q: &mut SplitQueue, slot: u64, sector: u64, fill: u8) -> u16 {
+    let base = 0x40000 + slot * 0x1000;
+    let mut h = Vec::new();
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h.extend_from_slice(&sector.to_le_bytes());
+    ram.write(base, &h);
+    ram.write(base + 0x100, &[fill; 512]);
+    ram.write(base + 0x800, &[0xff]);
+    q.add_chain(
+        ram,
+        &[
+            (base, 16, false),
+            (base + 0x100, 512, false),
+            (base + 0x800, 1, true),
+        ],
+    )
+}
+
+fn status_of(ram: &GuestRam, slot: u64) -> u8 {
+    ram.read(0x40000 + slot * 0x1000 + 0x800, 1)[0]
+}
+
+fn no_socket_traffic(client: &Client) -> bool {
+    client.stream.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 8];
+    let quiet = matches!((&client.stream).read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    client.stream.set_nonblocking(false).unwrap();
+    quiet
+}
+
+fn disk(dir: &Path) -> PathBuf {
+    let path = dir.join("disk.img");
+    std::fs::write(&path, vec![0u8; 64 * 1024]).unwrap();
+    path
+}
+
+#[test]
+fn qemu_waits_for_the_region_and_sees_one_fixed_device_peer() {
+    let split = start_server();
+    // QEMU connects before any device logic: it is held until the region is laid out.
+    let qemu = split.qemu_socket.clone();
+    let early = std::thread::spawn(move || Client::connect(&qemu, 1));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!early.is_finished(), "QEMU got a blank region");
+    let _dev = start_device(&split, &["--device", "rng"], "device.log");
+    let client = early.join().unwrap();
+    assert_eq!(client.load(hdr::MAGIC), 0x4753_4d56);
+    assert_eq!(client.load(hdr::DEVICE_PEER_ID), 0);
+    assert_eq!(client.load(hdr::DEVICE_STATE), 1);
+    assert_eq!(client.peers.len(), 1);
+    assert_eq!(client.peers[0].0, 0);
+    assert_ne!(client.id, 0);
+    negotiate(&client);
+    let r = client.call(ping(5, 0xfeed));
+    assert_eq!(r, (0, 5, "Bus(PingResponse { data: 65261 })".to_string()));
+    // A second device logic is refused while the first is connected.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("second.log");
+    let mut second = Device::spawn_with(
+        dir,
+        &[
+            "--connect",
+            split.device_socket.to_str().unwrap(),
+            "--device",
+            "rng",
+        ],
+        &split.device_socket,
+        "second.log",
+    );
+    let status = second.wait();
+    assert!(!status.success());
+    assert!(std::fs::read_to_string(log)
+        .unwrap()
+        .contains("joining the ivshmem server"));
+    assert!(split
+        .server
+        .log()
+        .contains("refusing a device logic connection"));
+}
+
+#[test]
+fn killed_device_logic_resumes_state_rings_and_virtqueues() {
+    let split = start_server();
+    let ram = GuestRam::new(1 << 20);
+    let disk_dir = tempfile::tempdir().unwrap();
+    let disk = disk(disk_dir.path());
+    let spec = format!("blk:path={}", disk.display());
+    let args = [
+        "--guest-memory",
+        ram.path.as_str(),
+        "--device",
+        spec.as_str(),
+    ];
+    let mut dev = start_device(&split, &args, "device.log");
+    let client = Client::connect(&split.qemu_socket, 1);
+    negotiate(&client);
+    assert_ne!(features_ok(&client, 0, VERSION_1) & FEATURES_OK, 0);
+    let mut q = SplitQueue::new(&ram, 0x10000, 16);
+    client.call(transport(0, 2, T::SetVqueueRequest(q.setup(0))));
+    let r = client.call(transport(
+        0,
+        3,
+        T::SetDeviceStatusRequest {
+            status: ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
+        },
+    ));
+    assert!(r.2.contains("status: 15"), "{}", r.2);
+
+    // One write acknowledged before the kill.
+    blk_write(&ram, &mut q, 0, 1, 0x11);
+    client.send(transport(
+        0,
+        0,
+        T::EventAvail {
+            vq_index: 0,
+            next_offset: 0,
+        },
+    ));
+    let used = client.recv(|f| format!("{:?}", f.message));
+    assert_eq!(used, "Transport(EventUsed { vq_index: 0 })");
+    assert_eq!((q.used_idx(&ram), status_of(&ram, 0)), (1, 0));
+
+    dev.kill();
+
+    // While nobody serves the rings: a write the driver made available and notified, a
+    // PING, and a second write the old process would have taken but never completed
+    // (nothing tells the new one about it but the avail ring).
+    blk_write(&ram, &mut q, 1, 2, 0x22);
+    client.send(transport(
+        0,
+        0,
+        T::EventAvail {
+            vq_index: 0,
+            next_offset: 0,
+        },
+    ));
+    client.send(ping(0x77, 7));
+    blk_write(&ram, &mut q, 2, 3, 0x33);
+
+    let _dev2 = restart_device(&split, &args);
+
+    // Everything waiting is served: the writes (one EVENT_USED when the queue is
+    // resumed; the replayed EVENT_AVAILs find nothing left), the PING (same token).
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(client.recv(|f| (f.token, format!("{:?}", f.message))));
+    }
+    assert!(
+        got.contains(&(0x77, "Bus(PingResponse { data: 7 })".to_string())),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(_, m)| m == "Transport(EventUsed { vq_index: 0 })"),
+        "{got:?}"
+    );
+    wait_for("both writes to complete", || q.used_idx(&ram) == 3);
+    assert_eq!((status_of(&ram, 1), status_of(&ram, 2)), (0, 0));
+    let image = std::fs::read(&disk).unwrap();
+    assert!(image[512..1024].iter().all(|b| *b == 0x11));
+    assert!(image[1024..1536].iter().all(|b| *b == 0x22));
+    assert!(image[1536..2048].iter().all(|b| *b == 0x33));
+
+    // The negotiated state came back: VERSION is fixed, the device is at DRIVER_OK with
+    // its queue where the driver put it.
+    client.send(Frame::bus(
+        9,
+        Message::Shm(ShmBusMessage::VersionRequest(VersionTerms {
+            revision: 1,
+            max_msg_size: 264,
+            features: 0,
+        })),
+    ));
+    let status = client.recv(|f| match f.message {
+        Message::Shm(ShmBusMessage::VersionResponse { status, .. }) => status,
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(status, VersionStatus::AlreadyNegotiated);
+    let r = client.call(transport(0, 10, T::GetDeviceStatusRequest));
+    assert_eq!(r.2, "Transport(GetDeviceStatusResponse { status: 15 })");
+    let r = client.call(transport(0, 11, T::GetVqueueRequest { index: 0 }));
+    assert!(
+        r.2.contains("cur_size: 16") && r.2.contains("flags: 1"),
+        "{}",
+        r.2
+    );
+    assert!(r.2.contains(&format!("desc_addr: {}", q.desc)), "{}", r.2);
+
+    // And the device keeps working, through the same doorbell eventfd as before.
+    blk_write(&ram, &mut q, 3, 4, 0x44);
+    client.send(transport(
+        0,
+        0,
+        T::EventAvail {
+            vq_index: 0,
+            next_offset: 0,
+        },
+    ));
+    wait_for("the write after the restart", || q.used_idx(&ram) == 4);
+    assert_eq!(status_of(&ram, 3), 0);
+
+    // QEMU's connection never noticed: no peer went or came.
+    assert!(no_socket_traffic(&client));
+    assert!(split.server.log().contains("device logic disconnected"));
+}
+
+#[test]
+fn a_new_driver_side_after_the_old_one_left_gets_a_fresh_region() {
+    let split = start_server();
+    let _dev = start_device(&split, &["--device", "rng"], "device.log");
+    let client = Client::connect(&split.qemu_socket, 1);
+    negotiate(&client);
+    client.send(ping(1, 1));
+    client.recv(|_| ());
+    drop(client);
+    // The device logic lays the region out again; the next client starts from zero.
+    let client = Client::connect(&split.qemu_socket, 1);
+    assert_eq!(client.load(hdr::DRIVER_STATE), 0);
+    assert_eq!(client.load(64), 0, "to-device producer");
+    negotiate(&client);
+}
+
+#[test]
+fn a_successor_with_another_layout_is_refused_and_the_same_one_resumes() {
+    let split = start_server();
+    let mut dev = start_device(&split, &["--device", "rng"], "device.log");
+    let client = Client::connect(&split.qemu_socket, 1);
+    negotiate(&client);
+    dev.kill();
+    // Other slots would move the rings under the driver side: refused, region untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("other.log");
+    let mut other = Device::spawn_with(
+        dir,
+        &[
+            "--connect",
+            split.device_socket.to_str().unwrap(),
+            "--state",
+            split.state.to_str().unwrap(),
+            "--max-msg-size",
+            "128",
+            "--device",
+            "rng",
+        ],
+        &split.device_socket,
+        "other.log",
+    );
+    assert!(!other.wait().success());
+    assert!(std::fs::read_to_string(log)
+        .unwrap()
+        .contains("another layout"));
+    assert_eq!(client.load(hdr::SLOT_SIZE), 264);
+    // The right successor, started at once (the server may not have seen the hang-up yet).
+    let _dev = restart_device(&split, &["--device", "rng"]);
+    client.send(ping(3, 3));
+    // The VERSION may be answered a second time: killed after publishing its answer and
+    // before releasing its slot, the first process left it to be read again. A driver
+    // side drops an answer to a token it no longer waits for.
+    let r = loop {
+        let (dev, token, m) = client.recv(|f| (f.dev_num, f.token, format!("{:?}", f.message)));
+        if token != 0x7000 {
+            break (dev, token, m);
+        }
+        assert!(m.contains("AlreadyNegotiated"), "{m}");
+    };
+    assert_eq!(r, (0, 3, "Bus(PingResponse { data: 3 })".to_string()));
+}
+
+#[test]
+fn the_device_logic_serves_on_when_the_server_dies() {
+    let mut split = start_server();
+    let dev = start_device(&split, &["--device", "rng"], "device.log");
+    let client = Client::connect(&split.qemu_socket, 1);
+    negotiate(&client);
+    split.server.kill();
+    wait_for("the device logic to notice", || {
+        dev.log().contains("the ivshmem server went away")
+    });
+    let r = client.call(ping(4, 4));
+    assert_eq!(r, (0, 4, "Bus(PingResponse { data: 4 })".to_string()));
+}

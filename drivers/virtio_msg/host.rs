@@ -68,6 +68,10 @@ impl Host for BusHost {
     fn remove_all(&self) {
         self.instance.remove_all()
     }
+
+    fn break_all(&self) {
+        self.instance.break_all()
+    }
 }
 
 crate::export_bus_host!(BusHost);

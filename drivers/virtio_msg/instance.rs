@@ -143,6 +143,19 @@ impl<B: BusLink> Instance<B> {
         }
     }
 
+    /// Marks every device broken: the bus can no longer reach the device side.
+    pub(crate) fn break_all(&self) {
+        let mut devices = KVec::new();
+        for slot in self.slots.lock().iter() {
+            // A device left out (no memory) breaks at its next request instead.
+            let _ = devices.push(slot.clone(), GFP_ATOMIC);
+        }
+        for slot in devices.iter() {
+            slot.device
+                .fail(Some(slot.registration.device()), "bus instance stopped");
+        }
+    }
+
     /// Handles a message from the device side that is not a response. Any context.
     ///
     /// Malformed messages, unknown devices and unknown queues are dropped and counted.

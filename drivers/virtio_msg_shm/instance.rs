@@ -71,11 +71,21 @@ impl Instance {
         self.link.wait_for_work();
     }
 
-    /// Starts over on a link that stopped: removes the devices, detaches (the device side
-    /// empties the rings), attaches and brings the instance up again.
+    /// Marks every device broken, so that their drivers fail fast rather than queue requests
+    /// no one will see.
+    pub(crate) fn break_devices(&self) {
+        if let Some(registration) = self.link.registration() {
+            let _ = registration.break_all();
+        }
+    }
+
+    /// Starts over on a link that stopped: detaches (the device side, if it answers, resets
+    /// the instance and empties the rings), removes the devices, attaches and brings the
+    /// instance up again. While the device side does not answer, the devices stay (broken):
+    /// removing a disk waits for its requests in flight, which only a device side can finish.
     pub(crate) fn recover(&self) -> Result {
-        self.tear_down();
         self.link.detach()?;
+        self.tear_down();
         self.link.restart();
         self.link.attach()?;
         self.bring_up().inspect_err(|_| self.tear_down())

@@ -327,7 +327,7 @@ impl ShmLink {
     }
 
     /// Returns the transport side for use in process context (a device work item).
-    fn registration(&self) -> Option<Arc<BusRegistration<ShmLink>>> {
+    pub(crate) fn registration(&self) -> Option<Arc<BusRegistration<ShmLink>>> {
         self.registration.lock().clone()
     }
 

@@ -69,38 +69,39 @@ impl Liveness {
         // Failed recovery attempts in a row; only the first is logged.
         let mut failed: u32 = 0;
         while self.pause(interval_ms) {
-            if link.is_broken() || failed > 0 {
-                if failed == 0 {
-                    dev_warn!(
-                        instance.device(),
-                        "recovering the bus instance: detaching and attaching again\n"
-                    );
+            if failed == 0 && !link.is_broken() {
+                count = count.wrapping_add(1);
+                match crate::negotiate::ping(link, count) {
+                    Ok(()) => continue,
+                    Err(e) => link.fail_liveness(e),
                 }
-                match instance.recover() {
-                    Ok(()) => {
-                        link.stats.recoveries.fetch_add(1, Ordering::Relaxed);
-                        dev_info!(
-                            instance.device(),
-                            "bus instance recovered after {} attempt(s)\n",
-                            failed + 1
-                        );
-                        failed = 0;
-                    }
-                    Err(e) => {
-                        if failed == 0 {
-                            dev_err!(
-                                instance.device(),
-                                "recovery failed ({e:?}); retrying every {interval_ms} ms\n"
-                            );
-                        }
-                        failed = failed.saturating_add(1);
-                    }
-                }
-                continue;
             }
-            count = count.wrapping_add(1);
-            if let Err(e) = crate::negotiate::ping(link, count) {
-                link.fail_liveness(e);
+            if failed == 0 {
+                instance.break_devices();
+                dev_warn!(
+                    instance.device(),
+                    "recovering the bus instance: detaching and attaching again\n"
+                );
+            }
+            match instance.recover() {
+                Ok(()) => {
+                    link.stats.recoveries.fetch_add(1, Ordering::Relaxed);
+                    dev_info!(
+                        instance.device(),
+                        "bus instance recovered after {} attempt(s)\n",
+                        failed + 1
+                    );
+                    failed = 0;
+                }
+                Err(e) => {
+                    if failed == 0 {
+                        dev_err!(
+                            instance.device(),
+                            "recovery failed ({e:?}); retrying every {interval_ms} ms\n"
+                        );
+                    }
+                    failed = failed.saturating_add(1);
+                }
             }
         }
     }

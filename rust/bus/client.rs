@@ -166,6 +166,15 @@ impl<T: BusOps> BusRegistration<T> {
         self.with_raw(|raw| unsafe { raw::vmsg_bus_remove_device(raw, dev_num) })
     }
 
+    /// Marks every device broken: the device side can no longer be reached. Process context.
+    pub fn break_all(&self) -> Result {
+        self.with_raw(|raw| {
+            // SAFETY: `with_raw` passes the live instance.
+            unsafe { raw::vmsg_bus_break_all(raw) };
+            0
+        })
+    }
+
     /// Hands over a message from the device side that is not a response. Any context.
     pub fn receive(&self, msg: &[u8]) -> Result {
         let len = c_uint::try_from(msg.len()).map_err(|_| EINVAL)?;

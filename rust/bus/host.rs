@@ -125,6 +125,8 @@ pub trait Host: Sized + Send + Sync + 'static {
     fn receive(&self, msg: &[u8]) -> Result;
     /// Removes every device.
     fn remove_all(&self);
+    /// Marks every device broken: the device side is unreachable. Process context.
+    fn break_all(&self);
 }
 
 /// What a `struct vmsg_bus *` points to.
@@ -205,6 +207,16 @@ pub unsafe fn remove_all<H: Host>(bus: *mut raw::vmsg_bus) {
     unsafe { instance::<H>(bus) }.host.remove_all()
 }
 
+/// Implements `vmsg_bus_break_all`.
+///
+/// # Safety
+///
+/// `bus` is a live instance of [`register::<H>`].
+pub unsafe fn break_all<H: Host>(bus: *mut raw::vmsg_bus) {
+    // SAFETY: Guaranteed by the caller.
+    unsafe { instance::<H>(bus) }.host.break_all()
+}
+
 /// Implements `vmsg_bus_add_device`.
 ///
 /// # Safety
@@ -281,6 +293,19 @@ macro_rules! export_bus_host {
         ) {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
             unsafe { $crate::vmsg::bus::host::remove_all::<$host>(bus) }
+        }
+
+        /// See `vmsg_bus_break_all` in `virtio_msg_bus.h`.
+        ///
+        /// # Safety
+        ///
+        /// As [`break_all`]($crate::vmsg::bus::host::break_all) requires.
+        #[no_mangle]
+        pub(crate) unsafe extern "C" fn vmsg_bus_break_all(
+            bus: *mut $crate::vmsg::bus::host::RawBus,
+        ) {
+            // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
+            unsafe { $crate::vmsg::bus::host::break_all::<$host>(bus) }
         }
 
         /// See `vmsg_bus_add_device` in `virtio_msg_bus.h`.

@@ -60,6 +60,12 @@ struct vmsg_bus *vmsg_bus_register(struct device *parent, const struct vmsg_bus_
  */
 void vmsg_bus_remove_all(struct vmsg_bus *bus);
 /*
+ * Marks every device of the instance broken: the bus can no longer reach
+ * the device side. Their drivers' requests fail at once from then on
+ * instead of being queued. Process context.
+ */
+void vmsg_bus_break_all(struct vmsg_bus *bus);
+/*
  * Unregisters the instance (removing any device left). No op is called
  * after it returns, and the bus must not call vmsg_bus_receive() once it
  * started: call vmsg_bus_remove_all() first, then stop receiving.

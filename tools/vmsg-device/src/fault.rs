@@ -30,7 +30,8 @@
 //! | `feature-blocks`  | GET_DEVICE_FEATURES responses carry two all-ones blocks more  |
 //! |                   | than asked (or, if that does not fit, start past them)        |
 //! | `fuzz=SEED[/PCT]` | PCT percent (default 10) of the messages to the driver are    |
-//! |                   | mutated at random (`crate::fuzz`), from a PRNG seeded by SEED |
+//! |                   | mutated at random (`crate::fuzz`), from a PRNG seeded by SEED; |
+//! |                   | a mutated event is followed by the intact one                 |
 //!
 //! Every kind but `corrupt-index` takes `:DEV`. `fuzz` mutates events too; the others
 //! change responses only.

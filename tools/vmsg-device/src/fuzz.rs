@@ -3,7 +3,7 @@
 //! Seeded random mutation of the messages sent to the driver (`--fault fuzz=SEED[/PCT]`).
 //!
 //! Each message the fault applies to is mutated with probability PCT percent, in one of the
-//! ways of [`Mutation`]. The draws come from one PRNG seeded with SEED, in message order, so
+//! ways of [`Mutation`]; a mutated event is followed by the intact one. The draws come from one PRNG seeded with SEED, in message order, so
 //! a seed replays the same mutations for the same message sequence (the guest's timing can
 //! still change that sequence: PINGs, the order devices probe in). Everything else is
 //! answered as usual, so the driver meets corrupt messages all the way through probing.
@@ -154,9 +154,17 @@ impl Fuzzer {
                 o.bytes.len()
             );
             let first = out.len();
+            // An event also goes out intact after its mutant: a lost EVENT_USED would leave
+            // a virtio-blk request waiting forever (virtio_blk has no timeout), which says
+            // nothing about the transport. A lost response costs a timeout, as designed.
+            let intact = (!o.response).then(|| o.clone());
             self.mutate(m, o, limit, &mut out);
             for msg in &mut out[first..] {
                 fit(&mut msg.bytes, limit);
+            }
+            if let Some(mut e) = intact {
+                fit(&mut e.bytes, limit);
+                out.push(e);
             }
         }
         out
@@ -390,6 +398,20 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn events_also_go_out_intact() {
+        let mut f = Fuzzer::new(11, 100);
+        for i in 0..200 {
+            let event = Outgoing {
+                response: false,
+                ..response(i)
+            };
+            let got = f.mutate_batch(vec![event.clone()], None, 264);
+            assert!(got.len() >= 2);
+            assert_eq!(got.last(), Some(&event));
         }
     }
 

@@ -46,7 +46,9 @@ Device SPECs:
   console[:output=echo|stdout|FILE][,input=FILE_OR_FIFO]
 
 Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
-  no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, corrupt-index=N
+  no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, corrupt-index=N,
+  short=N, unknown-id, unsolicited, config-size=N, config-range, queue-size=N|huge,
+  feature-blocks, fuzz=SEED[/PCT] (PCT percent of the messages mutated at random)
 
 Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"

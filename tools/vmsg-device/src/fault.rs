@@ -16,19 +16,64 @@
 //! | `vanish=N`        | after N messages nothing more is answered or processed (10)   |
 //! | `corrupt-index=N` | after N messages sent, the to-driver producer index is made   |
 //! |                   | inconsistent (`consumer + slot_count + 5`) (default 1)        |
+//! | `short=N`         | responses are cut to N bytes, `msg_size` N (default 8: the    |
+//! |                   | header alone); below 8, an 8-byte slot whose `msg_size` says N |
+//! | `unknown-id`      | every response is preceded by a transport event (0x7f) and a  |
+//! |                   | device-to-driver request (0x3f) no revision defines, and, for |
+//! |                   | bus messages, a bus event 0xff                                |
+//! | `unsolicited`     | every response is sent three times: first with a token nobody |
+//! |                   | waits for (`token ^ 0x4000`), then as is, then again          |
+//! | `config-size=N`   | GET_DEVICE_INFO announces N bytes of config (default 1 GiB)   |
+//! | `config-range`    | GET_CONFIG responses name an offset past the config space     |
+//! |                   | (bit 31 of the offset set)                                    |
+//! | `queue-size=N`    | GET_VQUEUE responses report max size N (`huge`: 65535)        |
+//! | `feature-blocks`  | GET_DEVICE_FEATURES responses carry two all-ones blocks more  |
+//! |                   | than asked (or, if that does not fit, start past them)        |
+//! | `fuzz=SEED[/PCT]` | PCT percent (default 10) of the messages to the driver are    |
+//! |                   | mutated at random (`crate::fuzz`), from a PRNG seeded by SEED; |
+//! |                   | a mutated event is followed by the intact one                 |
+//!
+//! Every kind but `corrupt-index` takes `:DEV`. `fuzz` mutates events too; the others
+//! change responses only.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::bus::Outgoing;
+use crate::fuzz::{self, Fuzzer};
 
+/// Byte offset of the type bits in the header.
+const TYPE: usize = 0;
 /// Byte offset of `msg_id` in the header.
 const MSG_ID: usize = 1;
 /// Byte offset of `token` in the header.
 const TOKEN: usize = 4;
 /// Byte offset of `msg_size` in the header.
 const MSG_SIZE: usize = 6;
+/// Header size.
+const HEADER: usize = 8;
+/// Type bit: a response.
+const TYPE_RESPONSE: u8 = 1;
+/// Type bit: a bus message.
+const TYPE_BUS: u8 = 2;
+/// Transport message ids whose responses the structured faults rewrite.
+const GET_DEVICE_INFO: u8 = 0x02;
+const GET_DEVICE_FEATURES: u8 = 0x03;
+const GET_CONFIG: u8 = 0x05;
+const GET_VQUEUE: u8 = 0x09;
+/// Message ids no revision defines (`unknown-id`).
+const UNKNOWN_EVENT: u8 = 0x7f;
+const UNKNOWN_REQUEST: u8 = 0x3f;
+const UNKNOWN_BUS_EVENT: u8 = 0xff;
+/// Where GET_DEVICE_INFO's `config_size` is: header plus 28.
+const INFO_CONFIG_SIZE: usize = HEADER + 28;
+/// Where GET_CONFIG's `offset` and GET_VQUEUE's `max_size` are: header plus 4.
+const PAYLOAD_4: usize = HEADER + 4;
+/// Where GET_DEVICE_FEATURES' `block_index` is.
+const FEATURES_INDEX: usize = HEADER;
+/// The `queue-size=huge` value: above split rings' 32768, at the field's 16-bit edge.
+const HUGE_QUEUE: u32 = 65535;
 
 /// One kind of misbehaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +94,27 @@ pub enum FaultKind {
     Vanish(u32),
     /// Corrupt the to-driver ring after this many messages sent.
     CorruptIndex(u32),
+    /// Cut responses to this many bytes.
+    Short(u16),
+    /// Send messages with undefined ids before each response.
+    UnknownId,
+    /// Send each response with a stray token first and once more after.
+    Unsolicited,
+    /// Announce this config size in GET_DEVICE_INFO.
+    ConfigSize(u32),
+    /// Answer GET_CONFIG for an offset out of range.
+    ConfigRange,
+    /// Report this queue max size in GET_VQUEUE.
+    QueueSize(u32),
+    /// Answer GET_DEVICE_FEATURES with blocks nobody asked for.
+    FeatureBlocks,
+    /// Mutate messages at random.
+    Fuzz {
+        /// PRNG seed.
+        seed: u64,
+        /// Percentage of messages mutated.
+        percent: u8,
+    },
 }
 
 /// A fault and the device it is limited to.
@@ -71,6 +137,14 @@ impl fmt::Display for FaultSpec {
             FaultKind::Flood(n) => write!(f, "flood={n}"),
             FaultKind::Vanish(n) => write!(f, "vanish={n}"),
             FaultKind::CorruptIndex(n) => write!(f, "corrupt-index={n}"),
+            FaultKind::Short(n) => write!(f, "short={n}"),
+            FaultKind::UnknownId => write!(f, "unknown-id"),
+            FaultKind::Unsolicited => write!(f, "unsolicited"),
+            FaultKind::ConfigSize(n) => write!(f, "config-size={n}"),
+            FaultKind::ConfigRange => write!(f, "config-range"),
+            FaultKind::QueueSize(n) => write!(f, "queue-size={n}"),
+            FaultKind::FeatureBlocks => write!(f, "feature-blocks"),
+            FaultKind::Fuzz { seed, percent } => write!(f, "fuzz={seed}/{percent}"),
         }?;
         match self.dev {
             Some(d) => write!(f, ":{d}"),
@@ -78,6 +152,10 @@ impl fmt::Display for FaultSpec {
         }
     }
 }
+
+const KNOWN: &str = "no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, \
+                     corrupt-index=N, short=N, unknown-id, unsolicited, config-size=N, \
+                     config-range, queue-size=N|huge, feature-blocks, fuzz=SEED[/PCT]";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -94,14 +172,13 @@ impl FromStr for FaultSpec {
             None => (s, None),
         };
         let (name, value) = match body.split_once('=') {
-            Some((n, v)) => (
-                n,
-                Some(
-                    v.parse::<u32>()
-                        .map_err(|_| format!("fault '{s}': '{v}' is not a number"))?,
-                ),
-            ),
+            Some((n, v)) => (n, Some(v)),
             None => (body, None),
+        };
+        let not_number = |v: &str| format!("fault '{s}': '{v}' is not a number");
+        let num = |default: u32| match value {
+            None => Ok(default),
+            Some(v) => v.parse::<u32>().map_err(|_| not_number(v)),
         };
         let no_value = |kind| match value {
             None => Ok(kind),
@@ -109,19 +186,41 @@ impl FromStr for FaultSpec {
         };
         let kind = match name {
             "no-answer" => no_value(FaultKind::NoAnswer)?,
-            "delay" => FaultKind::Delay(Duration::from_millis(u64::from(value.unwrap_or(2000)))),
+            "delay" => FaultKind::Delay(Duration::from_millis(u64::from(num(2000)?))),
             "bad-size" => no_value(FaultKind::BadSize)?,
             "bad-id" => no_value(FaultKind::BadId)?,
             "bad-token" => no_value(FaultKind::BadToken)?,
-            "flood" => FaultKind::Flood(value.unwrap_or(1000)),
-            "vanish" => FaultKind::Vanish(value.unwrap_or(10)),
-            "corrupt-index" => FaultKind::CorruptIndex(value.unwrap_or(1)),
-            other => {
-                return Err(format!(
-                    "unknown fault '{other}' (known: no-answer, delay=MS, bad-size, bad-id, \
-                     bad-token, flood=N, vanish=N, corrupt-index=N)"
-                ))
+            "flood" => FaultKind::Flood(num(1000)?),
+            "vanish" => FaultKind::Vanish(num(10)?),
+            "corrupt-index" => FaultKind::CorruptIndex(num(1)?),
+            "short" => FaultKind::Short(
+                u16::try_from(num(8)?).map_err(|_| format!("fault '{s}': N is at most 65535"))?,
+            ),
+            "unknown-id" => no_value(FaultKind::UnknownId)?,
+            "unsolicited" => no_value(FaultKind::Unsolicited)?,
+            "config-size" => FaultKind::ConfigSize(num(1 << 30)?),
+            "config-range" => no_value(FaultKind::ConfigRange)?,
+            "queue-size" => match value {
+                Some("huge") => FaultKind::QueueSize(HUGE_QUEUE),
+                Some(_) => FaultKind::QueueSize(num(0)?),
+                None => return Err("queue-size needs a value: N or huge".into()),
+            },
+            "feature-blocks" => no_value(FaultKind::FeatureBlocks)?,
+            "fuzz" => {
+                let v = value.ok_or("fuzz needs a seed: fuzz=SEED[/PCT]")?;
+                let (seed, percent) = match v.split_once('/') {
+                    Some((seed, pct)) => (seed, pct.parse::<u8>().map_err(|_| not_number(pct))?),
+                    None => (v, fuzz::DEFAULT_PERCENT),
+                };
+                if percent > 100 {
+                    return Err(format!("fault '{s}': PCT is at most 100"));
+                }
+                FaultKind::Fuzz {
+                    seed: seed.parse::<u64>().map_err(|_| not_number(seed))?,
+                    percent,
+                }
             }
+            other => return Err(format!("unknown fault '{other}' (known: {KNOWN})")),
         };
         if kind == FaultKind::CorruptIndex(0) {
             return Err("corrupt-index needs N >= 1".into());
@@ -149,17 +248,77 @@ pub struct Faults {
     seen: Vec<u32>,
     sent: u32,
     corrupted: bool,
+    /// One PRNG per `fuzz` fault, with its device filter.
+    fuzzers: Vec<(Option<u16>, Fuzzer)>,
+}
+
+fn get_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn get_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn put_u16(b: &mut [u8], at: usize, v: u16) {
+    if let Some(dst) = b.get_mut(at..at + 2) {
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    if let Some(dst) = b.get_mut(at..at + 4) {
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// A transport response with message id `id` (header checked, payload not).
+fn is_transport_response(b: &[u8], id: u8) -> bool {
+    b.len() >= HEADER && b[TYPE] & (TYPE_RESPONSE | TYPE_BUS) == TYPE_RESPONSE && b[MSG_ID] == id
+}
+
+/// A message with a header like `like`'s but type `ty`, id `id`, token 0 and a zeroed
+/// payload of `payload` bytes.
+fn stray(like: &[u8], ty: u8, id: u8, payload: usize) -> Vec<u8> {
+    let mut m = vec![0u8; HEADER + payload];
+    m[TYPE] = ty;
+    m[MSG_ID] = id;
+    if let Some(dev) = get_u16(like, 2) {
+        put_u16(&mut m, 2, dev);
+    }
+    put_u16(&mut m, MSG_SIZE, (HEADER + payload) as u16);
+    m
+}
+
+/// Cuts `b` to `n` bytes with a `msg_size` that says so; below a header, an 8-byte slot (the
+/// ring's smallest) whose `msg_size` says `n`.
+fn cut(b: &mut Vec<u8>, n: u16) {
+    let n_us = usize::from(n);
+    if n_us >= b.len() {
+        return;
+    }
+    b.truncate(n_us);
+    b.resize(n_us.max(HEADER), 0);
+    put_u16(b, MSG_SIZE, n);
 }
 
 impl Faults {
     /// Activates `specs`.
     pub fn new(specs: Vec<FaultSpec>) -> Self {
         let seen = vec![0; specs.len()];
+        let fuzzers = specs
+            .iter()
+            .filter_map(|s| match s.kind {
+                FaultKind::Fuzz { seed, percent } => Some((s.dev, Fuzzer::new(seed, percent))),
+                _ => None,
+            })
+            .collect();
         Self {
             specs,
             seen,
             sent: 0,
             corrupted: false,
+            fuzzers,
         }
     }
 
@@ -193,14 +352,69 @@ impl Faults {
         verdict
     }
 
-    /// Alters an outgoing message; returns how long to hold it back.
-    pub fn outgoing(&self, out: &mut Outgoing) -> Option<Duration> {
+    /// Applies the faults that add or mutate messages to a batch for the driver; each
+    /// message of the result is at least a header and at most `limit` bytes long.
+    pub fn expand(&mut self, batch: Vec<Outgoing>, limit: usize) -> Vec<Outgoing> {
+        let mut out = Vec::with_capacity(batch.len());
+        for o in batch {
+            let (dev, response) = (o.dev, o.response);
+            let mut group = vec![o];
+            if response {
+                for spec in self.specs.iter().filter(|s| Self::applies(s, dev)) {
+                    match spec.kind {
+                        FaultKind::UnknownId => {
+                            let like = group[group.len() - 1].bytes.clone();
+                            let mut strays = vec![
+                                stray(&like, 0, UNKNOWN_EVENT, 4),
+                                stray(&like, 0, UNKNOWN_REQUEST, 0),
+                            ];
+                            if dev.is_none() {
+                                strays.push(stray(&[], TYPE_BUS, UNKNOWN_BUS_EVENT, 4));
+                            }
+                            let mut g: Vec<Outgoing> = strays
+                                .into_iter()
+                                .map(|bytes| Outgoing {
+                                    dev,
+                                    response: false,
+                                    bytes,
+                                })
+                                .collect();
+                            g.append(&mut group);
+                            group = g;
+                        }
+                        FaultKind::Unsolicited => {
+                            // The real response is the last of the group.
+                            let real = group[group.len() - 1].clone();
+                            let mut early = real.clone();
+                            let token = get_u16(&early.bytes, TOKEN).unwrap_or(0) ^ 0x4000;
+                            put_u16(&mut early.bytes, TOKEN, token);
+                            group.insert(group.len() - 1, early);
+                            group.push(real);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            out.extend(group);
+        }
+        for (dev, fuzzer) in &mut self.fuzzers {
+            out = fuzzer.mutate_batch(out, *dev, limit);
+        }
+        out
+    }
+
+    /// Alters an outgoing message (to at most `limit` bytes); returns how long to hold it
+    /// back.
+    pub fn outgoing(&self, out: &mut Outgoing, limit: usize) -> Option<Duration> {
         if !out.response {
             return None;
         }
         let mut delay = None;
         for spec in self.specs.iter().filter(|s| Self::applies(s, out.dev)) {
             let b = &mut out.bytes;
+            if b.len() < HEADER {
+                break;
+            }
             match spec.kind {
                 FaultKind::Delay(d) => delay = Some(d),
                 FaultKind::BadSize => {
@@ -212,10 +426,36 @@ impl Faults {
                     let t = u16::from_le_bytes([b[TOKEN], b[TOKEN + 1]]) ^ 0x8000;
                     b[TOKEN..TOKEN + 2].copy_from_slice(&t.to_le_bytes());
                 }
+                FaultKind::Short(n) => cut(b, n),
+                FaultKind::ConfigSize(n) if is_transport_response(b, GET_DEVICE_INFO) => {
+                    put_u32(b, INFO_CONFIG_SIZE, n)
+                }
+                FaultKind::ConfigRange if is_transport_response(b, GET_CONFIG) => {
+                    if let Some(off) = get_u32(b, PAYLOAD_4) {
+                        put_u32(b, PAYLOAD_4, off | 0x8000_0000);
+                    }
+                }
+                FaultKind::QueueSize(n) if is_transport_response(b, GET_VQUEUE) => {
+                    put_u32(b, PAYLOAD_4, n)
+                }
+                FaultKind::FeatureBlocks if is_transport_response(b, GET_DEVICE_FEATURES) => {
+                    extra_feature_blocks(b, limit)
+                }
                 _ => {}
             }
         }
         delay
+    }
+
+    /// Per `fuzz` fault: its seed, the messages it applied to and how many it mutated.
+    pub fn fuzz_counts(&self) -> Vec<(u64, u64, u64)> {
+        self.fuzzers
+            .iter()
+            .map(|(_, f)| {
+                let (seen, mutated) = f.counts();
+                (f.seed(), seen, mutated)
+            })
+            .collect()
     }
 
     /// Events to add after a response for `dev`: (device filter, count) per flood fault.
@@ -243,6 +483,27 @@ impl Faults {
             .any(|s| matches!(s.kind, FaultKind::CorruptIndex(n) if self.sent >= n));
         self.corrupted = due;
         due
+    }
+}
+
+/// Adds two all-ones blocks to a GET_DEVICE_FEATURES response. A response too large for that
+/// (the driver fills its messages) moves its `block_index` past the asked blocks instead.
+fn extra_feature_blocks(b: &mut Vec<u8>, limit: usize) {
+    const EXTRA: usize = 2;
+    let (Some(index), Some(num), Some(size)) = (
+        get_u32(b, FEATURES_INDEX),
+        get_u32(b, FEATURES_INDEX + 4),
+        get_u16(b, MSG_SIZE),
+    ) else {
+        return;
+    };
+    match size.checked_add((EXTRA * 4) as u16) {
+        Some(bigger) if usize::from(bigger) <= limit => {
+            b.extend_from_slice(&[0xff; EXTRA * 4]);
+            put_u32(b, FEATURES_INDEX + 4, num.wrapping_add(EXTRA as u32));
+            put_u16(b, MSG_SIZE, bigger);
+        }
+        _ => put_u32(b, FEATURES_INDEX, index.wrapping_add(num)),
     }
 }
 
@@ -277,7 +538,31 @@ mod tests {
         assert_eq!(parse("vanish=4:0").kind, FaultKind::Vanish(4));
         assert_eq!(parse("flood").kind, FaultKind::Flood(1000));
         assert_eq!(parse("corrupt-index=3").kind, FaultKind::CorruptIndex(3));
-        for s in ["delay=250:3", "bad-token:1", "vanish=4", "corrupt-index=2"] {
+        assert_eq!(parse("short").kind, FaultKind::Short(8));
+        assert_eq!(parse("config-size").kind, FaultKind::ConfigSize(1 << 30));
+        assert_eq!(parse("queue-size=huge:1").kind, FaultKind::QueueSize(65535));
+        assert_eq!(
+            parse("fuzz=12").kind,
+            FaultKind::Fuzz {
+                seed: 12,
+                percent: 10
+            }
+        );
+        for s in [
+            "delay=250:3",
+            "bad-token:1",
+            "vanish=4",
+            "corrupt-index=2",
+            "short=3:1",
+            "unknown-id:1",
+            "unsolicited",
+            "config-size=70000:1",
+            "config-range:1",
+            "queue-size=0:1",
+            "feature-blocks:1",
+            "fuzz=18446744073709551615/100",
+            "fuzz=7/5:2",
+        ] {
             assert_eq!(parse(s).to_string(), s);
         }
     }
@@ -293,6 +578,18 @@ mod tests {
         assert!("no-answer:x".parse::<FaultSpec>().is_err());
         assert!("corrupt-index:1".parse::<FaultSpec>().is_err());
         assert!("corrupt-index=0".parse::<FaultSpec>().is_err());
+        for bad in [
+            "short=70000",
+            "queue-size",
+            "queue-size=big",
+            "fuzz",
+            "fuzz=x",
+            "fuzz=1/101",
+            "fuzz=1/",
+            "unknown-id=1",
+        ] {
+            assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
+        }
     }
 
     fn response(dev: Option<u16>) -> Outgoing {
@@ -312,17 +609,17 @@ mod tests {
             parse("bad-token:1"),
         ]);
         let mut other = response(Some(0));
-        assert_eq!(f.outgoing(&mut other), None);
+        assert_eq!(f.outgoing(&mut other, 264), None);
         assert_eq!(other, response(Some(0)));
         let mut hit = response(Some(1));
-        f.outgoing(&mut hit);
+        f.outgoing(&mut hit, 264);
         assert_eq!(hit.bytes[1], 0x06, "msg_id changed");
         assert_eq!(&hit.bytes[4..6], &[0x02, 0x81], "token changed");
         assert_eq!(&hit.bytes[6..8], &[16, 0], "msg_size changed");
         // Events are never mangled.
         let mut event = response(Some(1));
         event.response = false;
-        f.outgoing(&mut event);
+        f.outgoing(&mut event, 264);
         assert_eq!(event.bytes, response(Some(1)).bytes);
     }
 
@@ -330,11 +627,11 @@ mod tests {
     fn delay_applies_to_bus_messages_without_device() {
         let f = Faults::new(vec![parse("delay=5")]);
         assert_eq!(
-            f.outgoing(&mut response(None)),
+            f.outgoing(&mut response(None), 264),
             Some(Duration::from_millis(5))
         );
         let f = Faults::new(vec![parse("delay=5:2")]);
-        assert_eq!(f.outgoing(&mut response(None)), None);
+        assert_eq!(f.outgoing(&mut response(None), 264), None);
     }
 
     #[test]
@@ -364,5 +661,136 @@ mod tests {
         assert_eq!(f.floods(Some(2)), vec![(Some(2), 3)]);
         assert!(f.floods(Some(1)).is_empty());
         assert!(f.floods(None).is_empty());
+    }
+
+    fn transport_response(id: u8, payload: &[u8]) -> Outgoing {
+        let mut bytes = vec![0x01, id, 1, 0, 0x34, 0x12, 0, 0];
+        bytes.extend_from_slice(payload);
+        let size = bytes.len() as u16;
+        bytes[6..8].copy_from_slice(&size.to_le_bytes());
+        Outgoing {
+            dev: Some(1),
+            response: true,
+            bytes,
+        }
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn short_cuts_and_pads() {
+        let f = Faults::new(vec![parse("short:1")]);
+        let mut o = response(Some(1));
+        f.outgoing(&mut o, 264);
+        assert_eq!(o.bytes, vec![0x01, 0x07, 0, 0, 0x02, 0x01, 8, 0]);
+        let f = Faults::new(vec![parse("short=3:1")]);
+        let mut o = response(Some(1));
+        f.outgoing(&mut o, 264);
+        assert_eq!(
+            o.bytes,
+            vec![0x01, 0x07, 0, 0, 0, 0, 3, 0],
+            "a slot that says 3 bytes"
+        );
+        // Longer than the message: unchanged.
+        let f = Faults::new(vec![parse("short=100:1")]);
+        let mut o = response(Some(1));
+        f.outgoing(&mut o, 264);
+        assert_eq!(o, response(Some(1)));
+    }
+
+    #[test]
+    fn structured_faults_touch_their_response_only() {
+        let f = Faults::new(vec![
+            parse("config-size=70000:1"),
+            parse("config-range:1"),
+            parse("queue-size=0:1"),
+            parse("feature-blocks:1"),
+        ]);
+        let mut info = transport_response(GET_DEVICE_INFO, &[0; 44]);
+        f.outgoing(&mut info, 264);
+        assert_eq!(u32_at(&info.bytes, 8 + 28), 70000);
+        assert_eq!(info.bytes.len(), 52);
+
+        let mut config = transport_response(
+            GET_CONFIG,
+            &[1, 0, 0, 0, 8, 0, 0, 0, 4, 0, 0, 0, 9, 9, 9, 9],
+        );
+        f.outgoing(&mut config, 264);
+        assert_eq!(u32_at(&config.bytes, 12), 0x8000_0008);
+
+        let mut vq = transport_response(GET_VQUEUE, &[0; 40]);
+        vq.bytes[12] = 0x00;
+        vq.bytes[13] = 0x01;
+        f.outgoing(&mut vq, 264);
+        assert_eq!(u32_at(&vq.bytes, 12), 0);
+
+        let mut feat = transport_response(
+            GET_DEVICE_FEATURES,
+            &[0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+        );
+        f.outgoing(&mut feat, 264);
+        assert_eq!(u32_at(&feat.bytes, 12), 4, "two blocks more");
+        assert_eq!(feat.bytes.len(), 32);
+        assert_eq!(u16::from_le_bytes([feat.bytes[6], feat.bytes[7]]), 32);
+        assert_eq!(&feat.bytes[24..], &[0xff; 8]);
+        // No room for more blocks: the index moves past the asked ones.
+        let mut feat = transport_response(
+            GET_DEVICE_FEATURES,
+            &[0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+        );
+        f.outgoing(&mut feat, 24);
+        assert_eq!((u32_at(&feat.bytes, 8), u32_at(&feat.bytes, 12)), (2, 2));
+
+        // Other messages and other devices are left alone.
+        let status = response(Some(1));
+        let mut o = status.clone();
+        f.outgoing(&mut o, 264);
+        assert_eq!(o, status);
+        let mut other = transport_response(GET_DEVICE_INFO, &[0; 44]);
+        other.dev = Some(0);
+        let before = other.clone();
+        f.outgoing(&mut other, 264);
+        assert_eq!(other, before);
+    }
+
+    #[test]
+    fn unknown_ids_come_before_the_response() {
+        let mut f = Faults::new(vec![parse("unknown-id:1")]);
+        let out = f.expand(vec![response(Some(1)), response(Some(0))], 264);
+        let ids: Vec<(u8, u8)> = out.iter().map(|o| (o.bytes[0], o.bytes[1])).collect();
+        assert_eq!(ids, vec![(0, 0x7f), (0, 0x3f), (1, 0x07), (1, 0x07)]);
+        assert_eq!(out[0].bytes.len(), 12);
+        assert_eq!(&out[0].bytes[2..4], &[0, 0], "dev_num copied");
+        let mut f = Faults::new(vec![parse("unknown-id")]);
+        let out = f.expand(vec![response(None)], 264);
+        assert_eq!(out.len(), 4);
+        assert_eq!((out[2].bytes[0], out[2].bytes[1]), (2, 0xff));
+        // Events get none.
+        let mut event = response(Some(1));
+        event.response = false;
+        assert_eq!(f.expand(vec![event.clone()], 264), vec![event]);
+    }
+
+    #[test]
+    fn unsolicited_wraps_the_response() {
+        let mut f = Faults::new(vec![parse("unsolicited:1")]);
+        let out = f.expand(vec![response(Some(1))], 264);
+        let tokens: Vec<&[u8]> = out.iter().map(|o| &o.bytes[4..6]).collect();
+        assert_eq!(
+            tokens,
+            vec![&[0x02, 0x41][..], &[0x02, 0x01], &[0x02, 0x01]]
+        );
+        assert_eq!(f.expand(vec![response(Some(2))], 264).len(), 1);
+    }
+
+    #[test]
+    fn fuzz_is_wired_and_keeps_messages_publishable() {
+        let mut f = Faults::new(vec![parse("fuzz=5/100:1")]);
+        let out = f.expand(vec![response(Some(0)), response(Some(1))], 16);
+        assert_eq!(out[0], response(Some(0)));
+        assert!(out[1..] != [response(Some(1))]);
+        assert!(out.iter().all(|o| (8..=16).contains(&o.bytes.len())));
     }
 }

@@ -13,6 +13,7 @@
 //! - [`devices`]: virtio-rng, virtio-blk and virtio-console;
 //! - [`guest_memory`]: mapping guest RAM;
 //! - [`fault`]: fault injection;
+//! - [`fuzz`]: seeded random mutation of messages to the driver (the `fuzz` fault);
 //! - [`control`]: the control socket;
 //! - [`cli`]: command line and config file;
 //! - [`server`]: the event loop tying them together.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod control;
 pub mod devices;
 pub mod fault;
+pub mod fuzz;
 pub mod guest_memory;
 pub mod ivshmem;
 pub mod ivshmem_peer;

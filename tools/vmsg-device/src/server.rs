@@ -677,8 +677,14 @@ impl Server {
     }
 
     fn enqueue_all(&mut self, out: Vec<Outgoing>) {
+        let limit = usize::from(self.bus.codec().max_msg_size);
+        let out = if self.faults.is_empty() {
+            out
+        } else {
+            self.faults.expand(out, limit)
+        };
         for mut o in out {
-            match self.faults.outgoing(&mut o) {
+            match self.faults.outgoing(&mut o, limit) {
                 Some(delay) => {
                     self.seq += 1;
                     self.delayed.push(Reverse(Delayed {
@@ -808,6 +814,9 @@ impl Server {
     /// for the driver side to read the announcements.
     fn shutdown(&mut self) {
         log::info!("shutting down");
+        for (seed, seen, mutated) in self.faults.fuzz_counts() {
+            log::warn!("fuzz seed {seed}: {mutated} of {seen} messages mutated");
+        }
         self.delayed.clear();
         let mut out = Vec::new();
         self.bus.announce_removal(&mut out);

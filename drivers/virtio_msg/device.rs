@@ -51,8 +51,9 @@ pub(crate) struct MsgDevice<B: BusLink> {
     info: DeviceInfo,
     /// Set once the device misbehaved, timed out or was removed: requests fail fast from then on.
     broken: AtomicBool,
-    /// Set when the driver reset the device after it broke: its status then reads 0.
-    reset_since_broken: AtomicBool,
+    /// Set while the driver's last status change was a reset: a device that breaks then (its
+    /// status read after the reset fails, say) still reads 0, as the virtio core expects.
+    reset_done: AtomicBool,
     /// The last config bytes and generation seen, for callers that cannot sleep.
     #[pin]
     cache: IrqSpinLock<KVec<u8>>,
@@ -92,7 +93,7 @@ impl<B: BusLink> MsgDevice<B> {
                 dev_num,
                 info,
                 broken: AtomicBool::new(false),
-                reset_since_broken: AtomicBool::new(false),
+                reset_done: AtomicBool::new(false),
                 cache <- crate::new_irq_spinlock!(cache, c"virtio_msg_config_cache"),
                 cache_generation: AtomicU32::new(0),
                 stats: Stats::default(),
@@ -427,26 +428,34 @@ impl<B: BusLink> Transport for MsgDevice<B> {
             length: 0,
         };
         self.call(Some(dev), req, |m| match m {
-            TransportMessage::GetConfigResponse { generation, .. } => Ok(generation),
+            TransportMessage::GetConfigResponse {
+                generation,
+                offset: 0,
+                data: [],
+            } => Ok(generation),
             _ => Err(eproto()),
         })
         .unwrap_or_else(|_| self.cache_generation.load(Ordering::Relaxed))
     }
 
     fn get_status(&self, dev: &Device) -> u8 {
-        // A broken device reports DEVICE_NEEDS_RESET (0x40) so that drivers notice, and 0 once
-        // its driver reset it (the virtio core checks that a removed driver did).
-        if self.is_broken() {
-            return if self.reset_since_broken.load(Ordering::Acquire) {
-                0
-            } else {
-                0x40
-            };
+        if !self.is_broken() {
+            if let Ok(s) = self.get_status_raw(dev) {
+                return (s & 0xff) as u8;
+            }
         }
-        self.get_status_raw(dev).map_or(0x40, |s| (s & 0xff) as u8)
+        // A broken device (or one that just broke) reports DEVICE_NEEDS_RESET (0x40) so that
+        // drivers notice, and 0 after its driver reset it (the virtio core checks that a
+        // removed driver did).
+        if self.reset_done.load(Ordering::Acquire) {
+            0
+        } else {
+            0x40
+        }
     }
 
     fn set_status(&self, dev: &Device, status: u8) {
+        self.reset_done.store(status == 0, Ordering::Release);
         // The resulting status is what the driver reads back with get_status (FEATURES_OK).
         let _ = self.set_status_raw(dev, u32::from(status));
     }
@@ -455,11 +464,9 @@ impl<B: BusLink> Transport for MsgDevice<B> {
         if !self.is_broken() && !self.reset_device(dev) {
             self.fail(Some(dev), "reset did not complete");
         }
-        // A device that is (or just became) broken: the reset is the driver giving up on it,
-        // and its status reads 0 from now on, as the virtio core expects after a reset.
-        if self.is_broken() {
-            self.reset_since_broken.store(true, Ordering::Release);
-        }
+        // Done, or (broken) the driver giving up on the device: either way its status reads 0
+        // from now on, as the virtio core expects after a reset.
+        self.reset_done.store(true, Ordering::Release);
     }
 
     fn features(&self, dev: &Device) -> Features {
@@ -546,6 +553,10 @@ impl<B: BusLink> Transport for MsgDevice<B> {
                     "device {}: queue {index} size {size} out of range\n",
                     self.dev_num
                 );
+                // Larger than split rings allow: the device side breaks the protocol, like any
+                // other answer out of range.
+                self.stats.protocol_errors.inc();
+                self.fail(Some(dev), "queue size out of range");
                 Err(eproto())
             }
         }

@@ -86,7 +86,7 @@ impl TransportDevice {
 
     /// Features the device offers.
     pub fn offered_features(&self) -> u64 {
-        self.device.device_features() | COMMON_FEATURES
+        (self.device.device_features() | COMMON_FEATURES) & self.device.feature_mask()
     }
 
     /// Features accepted at FEATURES_OK.
@@ -140,7 +140,7 @@ impl TransportDevice {
         Ok(())
     }
 
-    fn set_status(&mut self, new: u32) -> u32 {
+    fn set_status(&mut self, new: u32, mem: Option<&GuestMemory>) -> u32 {
         if new == 0 {
             self.reset();
             return 0;
@@ -174,7 +174,10 @@ impl TransportDevice {
             if status & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
                 log::warn!("{}: DRIVER_OK without FEATURES_OK", self.device.name());
             }
-            self.device.activate(self.negotiated);
+            if let Err(e) = self.device.start(self.negotiated, &self.queues, mem) {
+                log::error!("{}: {e}; device needs reset", self.device.name());
+                status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+            }
         }
         status |= old & VIRTIO_CONFIG_S_NEEDS_RESET;
         self.status = status;
@@ -313,10 +316,19 @@ impl TransportDevice {
         mem: &GuestMemory,
         emit: &mut F,
     ) {
+        let external = self.device.external_queues();
         for &index in used {
             let Some(q) = self.queues.get_mut(index) else {
                 continue;
             };
+            if external {
+                // The backend already applied the driver's suppression (it signals only
+                // when a notification is needed); this copy of the queue knows nothing.
+                emit(TransportMessage::EventUsed {
+                    vq_index: index as u32,
+                });
+                continue;
+            }
             match q.needs_notification(mem) {
                 Ok(true) => emit(TransportMessage::EventUsed {
                     vq_index: index as u32,
@@ -476,7 +488,7 @@ impl TransportDevice {
                 status: self.status,
             }),
             M::SetDeviceStatusRequest { status } => {
-                let status = self.set_status(status);
+                let status = self.set_status(status, ctx.mem);
                 emit(M::SetDeviceStatusResponse { status });
             }
             M::GetVqueueRequest { index } => emit(M::GetVqueueResponse(self.vqueue_info(index))),
@@ -586,6 +598,7 @@ mod tests {
         );
         dev.set_status(
             VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK,
+            None,
         )
     }
 
@@ -682,6 +695,7 @@ mod tests {
                 | VIRTIO_CONFIG_S_DRIVER
                 | VIRTIO_CONFIG_S_FEATURES_OK
                 | VIRTIO_CONFIG_S_DRIVER_OK,
+            None,
         );
         let setup = VqueueSetup {
             index: 0,

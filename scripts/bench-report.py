@@ -322,9 +322,9 @@ def plot(path, values, transports, anchors, rings, meta, info):
     fig, axes = plt.subplots(4, 2, figsize=(14, 20))
     accel = info.get("accel", meta.get("accel_probe", "?"))
     fig.suptitle(
-        f"virtio-blk: virtio-msg vs virtio-blk-pci vs vhost-user-blk — {accel}, "
+        f"virtio-blk: virtio-msg (own device and vhost-user bridge) vs virtio-blk-pci vs vhost-user-blk — {accel}, "
         f"{meta.get('nproc', '?')} × {meta.get('cpu', '?')}, {meta.get('rounds', '?')} rounds "
-        "(bars: median; whiskers: min–max; labels: msg / anchor)",
+        "(bars: median; whiskers: min–max; labels: ratio to the anchor named)",
         fontsize=11,
     )
 

@@ -52,6 +52,11 @@ impl Kind {
     }
 }
 
+/// Feature bits a backend may offer that the bridge does not pass on: VHOST_F_LOG_ALL
+/// (26), VIRTIO_F_RING_PACKED (34), VIRTIO_F_NOTIFICATION_DATA (38),
+/// VIRTIO_F_RING_RESET (40).
+const NOT_BRIDGED: u64 = 1 << 26 | 1 << 34 | 1 << 38 | 1 << 40;
+
 /// Eventfds of one queue, created when the queue is started.
 struct Vring {
     kick: EventFd,
@@ -287,8 +292,10 @@ impl VirtioDevice for VhostUser {
 
     fn feature_mask(&self) -> u64 {
         // The transport's common bits only where the backend implements them too (it
-        // runs the rings): no RING_RESET unless the backend has it.
-        self.device_features()
+        // runs the rings), and none that this bridge cannot pass on: per-queue reset
+        // (RESET_VQUEUE), packed rings (the transport sets up split ones), notification
+        // data (a kick eventfd carries none), vhost's dirty logging.
+        self.device_features() & !NOT_BRIDGED
     }
 
     fn config(&self) -> Vec<u8> {
@@ -534,6 +541,9 @@ mod tests {
             0,
             "the vhost-user protocol bit is not virtio's"
         );
+        assert_eq!(offered & NOT_BRIDGED, 0);
+        // EVENT_IDX and INDIRECT_DESC: common bits qemu-storage-daemon has too.
+        assert_eq!(offered & (1 << 29 | 1 << 28), 1 << 29 | 1 << 28);
         let mut capacity = Vec::new();
         dev.handle(
             &TransportMessage::GetConfigRequest {

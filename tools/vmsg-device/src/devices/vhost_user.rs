@@ -4,9 +4,9 @@
 //! qemu-storage-daemon's vhost-user-blk export).
 //!
 //! This program is the vhost-user frontend, the role QEMU normally has: it hands the
-//! backend the guest RAM file and the ring addresses the driver set with SET_VQUEUE, and
-//! two eventfds per queue. EVENT_AVAIL from the driver becomes a write to the queue's kick
-//! eventfd; a signal on the call eventfd becomes EVENT_USED. The backend reads and writes
+//! backend the guest RAM file, the ring addresses the driver set with SET_VQUEUE, a kick
+//! eventfd per queue and one call eventfd. EVENT_AVAIL from the driver becomes a write to
+//! the queue's kick eventfd; a signal on the call eventfd becomes EVENT_USED. The backend reads and writes
 //! guest RAM itself, so nothing here touches the virtqueues: the same backend can be
 //! measured through virtio-msg and through QEMU's vhost-user-*-pci.
 
@@ -174,7 +174,7 @@ impl VhostUser {
         let buf = vec![0u8; size as usize];
         let (_, data) = self
             .frontend
-            .get_config(0, size, VhostUserConfigFlags::WRITABLE, &buf)
+            .get_config(0, size, VhostUserConfigFlags::empty(), &buf)
             .map_err(|e| vu_err(&self.socket, "GET_CONFIG", e))?;
         self.config = data;
         Ok(())

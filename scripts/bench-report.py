@@ -24,17 +24,21 @@ import statistics
 import sys
 from pathlib import Path
 
-TRANSPORTS = ["msg", "msgthr", "pci", "vhost"]
+TRANSPORTS = ["msg", "msgthr", "msgvu", "pci", "vhost"]
 NAMES = {
     "msg": "virtio-msg",
     "msgthr": "virtio-msg, rx_budget=0",
+    "msgvu": "virtio-msg, vhost-user bridge",
     "pci": "virtio-blk-pci",
     "vhost": "vhost-user-blk",
 }
 # msgthr is the same virtio-msg disk with the to-driver ring drained in the interrupt
 # thread only (rx_budget=0, the driver before the hard-IRQ receive path): msg / msgthr is
-# that change's effect, measured side by side.
-ANCHORS = ["pci", "vhost", "msgthr"]
+# that change's effect, measured side by side. msgvu is a virtio-msg disk whose queues
+# qemu-storage-daemon serves through vmsg-device's vhost-user bridge: msgvu / vhost is the
+# same backend reached through virtio-msg or through vhost-user-blk-pci.
+# (numerator, denominator) of each ratio column.
+ANCHORS = [("msg", "pci"), ("msg", "vhost"), ("msg", "msgthr"), ("msgvu", "vhost")]
 
 # (job, label, kind) in table order; kind: iops, mibs.
 THROUGHPUT = [
@@ -174,10 +178,10 @@ def summary(per_round):
     return {"median": statistics.median(v), "min": v[0], "max": v[-1], "n": len(v)}
 
 
-def ratio(values, metric, anchor):
-    """Median (and range) of msg/anchor over rounds where both ran."""
+def ratio(values, metric, pair):
+    """Median (and range) of numerator/denominator over rounds where both ran."""
     m = values.get(metric, {})
-    a, b = m.get("msg", {}), m.get(anchor, {})
+    a, b = m.get(pair[0], {}), m.get(pair[1], {})
     rs = [a[r] / b[r] for r in a if r in b and b[r]]
     if not rs:
         return None
@@ -217,7 +221,7 @@ def fmt_ratio(r):
 def table(values, rows, transports, anchors):
     """rows: (metric, label, unit). Markdown lines."""
     head = ["metric", "unit"] + [NAMES[t] for t in transports]
-    head += [f"msg / {a}" for a in anchors]
+    head += [f"{n} / {d}" for n, d in anchors]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for metric, label, unit, *flags in rows:
         if metric not in values:
@@ -313,13 +317,14 @@ def plot(path, values, transports, anchors, rings, meta, info):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"msg": "#d95f02", "msgthr": "#fdb863", "pci": "#1b9e77", "vhost": "#7570b3"}
+    colors = {"msg": "#d95f02", "msgthr": "#fdb863", "msgvu": "#e7298a", "pci": "#1b9e77",
+              "vhost": "#7570b3"}
     fig, axes = plt.subplots(4, 2, figsize=(14, 20))
     accel = info.get("accel", meta.get("accel_probe", "?"))
     fig.suptitle(
-        f"virtio-blk: virtio-msg vs virtio-blk-pci vs vhost-user-blk — {accel}, "
+        f"virtio-blk: virtio-msg (own device and vhost-user bridge) vs virtio-blk-pci vs vhost-user-blk — {accel}, "
         f"{meta.get('nproc', '?')} × {meta.get('cpu', '?')}, {meta.get('rounds', '?')} rounds "
-        "(bars: median; whiskers: min–max; labels: msg / anchor)",
+        "(bars: median; whiskers: min–max; labels: ratio to the anchor named)",
         fontsize=11,
     )
 
@@ -340,15 +345,16 @@ def plot(path, values, transports, anchors, rings, meta, info):
                 hi.append(s["max"] - s["median"] if s else 0)
             xs = [k + (i - (n - 1) / 2) * width for k in range(len(metrics))]
             ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, label=NAMES[t], color=colors[t])
-            if t == "msg":
+            mine = [a for a in anchors if a[0] == t]
+            if mine:
                 for x, m, y in zip(xs, metrics, meds):
                     if m in no_ratio:
                         continue
                     parts = []
-                    for a in anchors:
+                    for a in mine:
                         r = ratio(values, m, a)
                         if r:
-                            parts.append(f"{r['median']:.2f}× {a}")
+                            parts.append(f"{r['median']:.2f}× {a[1]}")
                     if parts:
                         ax.annotate("\n".join(parts), (x, y), textcoords="offset points",
                                     xytext=(0, 3), ha="center", fontsize=7)
@@ -434,7 +440,7 @@ def main():
         rings = [json.loads(l) for l in rp.read_text().splitlines() if l.strip()]
     values = collect(fio, counters, rtt)
     transports = [t for t in TRANSPORTS if any(t in v for v in values.values())]
-    anchors = [a for a in ANCHORS if a in transports]
+    anchors = [a for a in ANCHORS if a[0] in transports and a[1] in transports]
     if "msg" not in transports or not anchors:
         print("bench-report: no virtio-msg results, or no anchor to compare them with", file=sys.stderr)
         for e in errors:
@@ -448,7 +454,7 @@ def main():
     md += [
         "",
         "Cells: median over the rounds (min–max). **msg / anchor**: the median of the per-round "
-        "ratios virtio-msg ÷ anchor, each from runs made back to back (min–max). For IOPS and "
+        "ratios virtio-msg ÷ anchor (likewise msgvu ÷ vhost), each from runs made back to back (min–max). For IOPS and "
         "MiB/s below 1 means virtio-msg is slower; for latencies and round trips above 1 means "
         "virtio-msg is slower. Latency is fio's total latency (submission to completion).",
         "",
@@ -456,6 +462,12 @@ def main():
         "the device-to-driver ring only in its interrupt thread (the driver before the hard-IRQ "
         "receive path; set per run through debugfs `rx_budget`), so **msg / msgthr** is that "
         "change's effect measured side by side.",
+        "",
+        "**virtio-msg, vhost-user bridge** (msgvu) is a second virtio-msg disk whose virtqueues "
+        "are served by qemu-storage-daemon through vmsg-device's vhost-user bridge "
+        "(Documentation/vhost-user-bridge.rst): vmsg-device only turns EVENT_AVAIL into the "
+        "backend's kick and its call into EVENT_USED. **msgvu / vhost** compares the same "
+        "backend reached through virtio-msg and through vhost-user-blk-pci.",
         "",
         "## virtio-blk",
         "",
@@ -495,9 +507,11 @@ def main():
     sec = ["## Benchmarks", "",
            "    make bench    # about 16 minutes; not part of make check",
            "",
-           "`scripts/bench.sh` boots one guest with three virtio-blk disks on the same backing file: "
+           "`scripts/bench.sh` boots one guest with four virtio-blk disks on the same backing file: "
            "virtio-msg (virtio_msg_shm, tools/vmsg-device, ivshmem-doorbell), QEMU's virtio-blk-pci, "
-           "and vhost-user-blk-pci served by qemu-storage-daemon; the virtio-msg disk is measured "
+           "vhost-user-blk-pci served by qemu-storage-daemon, and a virtio-msg disk whose queues "
+           "the same qemu-storage-daemon serves through vmsg-device's vhost-user bridge "
+           "(msgvu / vhost: the same backend through both paths); the virtio-msg disk is measured "
            "twice, with the ring drained in the hard interrupt handler (default) and only in the "
            "interrupt thread (rx_budget=0, as before). fio runs each job on each disk back "
            "to back, round after round; the report is the median of each figure and of the per-round "
@@ -506,7 +520,7 @@ def main():
            "[bench/results.md](bench/results.md), plot: [bench/results.png](bench/results.png).",
            "", "Latest run:", ""]
     sec += machine_lines(meta, info)
-    sec += ["", "Median (min–max) over the rounds; ratio = virtio-msg ÷ anchor, per round (below 1: "
+    sec += ["", "Median (min–max) over the rounds; ratio = virtio-msg ÷ anchor (msgvu ÷ vhost for the bridge), per round (below 1: "
             "virtio-msg slower for IOPS and MiB/s; above 1: slower for latencies). Under TCG with the "
             "test kernel's debug options the one-vCPU guest is CPU-bound, so the ratios mostly compare "
             "the guest CPU time each transport spends per request; results.md breaks it down (guest "
@@ -520,7 +534,9 @@ def main():
         "meta": meta, "guest": info, "disks": disks, "errors": errors, "complete": done,
         "figures": {m: {t: {"per_round": {str(r): v for r, v in sorted(tv.items())}, "summary": summary(tv)}
                         for t, tv in per_t.items()} for m, per_t in sorted(values.items())},
-        "ratios": {m: {a: ratio(values, m, a) for a in anchors} for m in sorted(values)},
+        # Keyed by the anchor for virtio-msg ratios, "num/den" for the others.
+        "ratios": {m: {(a[1] if a[0] == "msg" else f"{a[0]}/{a[1]}"): ratio(values, m, a) for a in anchors}
+                   for m in sorted(values)},
         "rings": rings,
     }
     (args.out / "results.json").write_text(json.dumps(dump, indent=1) + "\n")

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: virtio-blk over virtio-msg against QEMU's own virtio-blk-pci
-# and vhost-user-blk-pci (qemu-storage-daemon), all three in one guest on the
-# same backing file, plus the message round trip of the transport and the
-# throughput of the shared-memory rings on the host alone.
+# and vhost-user-blk-pci (qemu-storage-daemon), plus a virtio-msg disk whose
+# queues the same qemu-storage-daemon serves through vmsg-device's vhost-user
+# bridge, all in one guest on the same backing file; also the message round
+# trip of the transport and the throughput of the shared-memory rings on the
+# host alone.
 #
 # Steps:
 #  1. build vmsg-device and tools/vmsg-bench (release);
@@ -10,9 +12,11 @@
 #  3. the guest image: the usual one with fio (Debian's, with its shared
 #     libraries) plus tests/bench/guest.sh and vmsg-sysfs-rtt, appended as a
 #     second cpio archive;
-#  4. a 256 MiB image in /dev/shm, served three ways at once: vmsg-device
-#     (virtio-msg over ivshmem-doorbell), QEMU's -drive + virtio-blk-pci, and
-#     qemu-storage-daemon's vhost-user-blk export + vhost-user-blk-pci; every
+#  4. a 256 MiB image in /dev/shm, served four ways at once: vmsg-device
+#     (virtio-msg over ivshmem-doorbell), QEMU's -drive + virtio-blk-pci,
+#     qemu-storage-daemon's vhost-user-blk export + vhost-user-blk-pci, and a
+#     second export of the same qemu-storage-daemon node behind a second
+#     vmsg-device device (--device vhost-user:..., the bridge: msgvu); every
 #     one does buffered I/O on the same tmpfs file, one queue of 256;
 #  5. boot the guest (plan bench); it runs every fio job on every transport,
 #     back to back, for VMSG_BENCH_ROUNDS rounds (tests/bench/guest.sh);
@@ -23,7 +27,7 @@
 # Environment: VMSG_BENCH_ROUNDS (4), VMSG_BENCH_RUNTIME (4 s per fio job),
 # VMSG_BENCH_RAMP (1 s), VMSG_BENCH_RTT_SECONDS (2 s per sysfs attribute),
 # VMSG_BENCH_RING_SECONDS (1 s per ring scenario), VMSG_BENCH_TRANSPORTS
-# (msg,msgthr,pci,vhost), VMSG_BENCH_JOBS (all; comma separated names of
+# (msg,msgthr,msgvu,pci,vhost), VMSG_BENCH_JOBS (all; comma separated names of
 # tests/bench/guest.sh), VMSG_BENCH_OUT (bench/), VMSG_ACCEL.
 # Raw records stay in build/bench/.
 set -uo pipefail
@@ -35,7 +39,7 @@ runtime=${VMSG_BENCH_RUNTIME:-4}
 ramp=${VMSG_BENCH_RAMP:-1}
 rtt_seconds=${VMSG_BENCH_RTT_SECONDS:-2}
 ring_seconds=${VMSG_BENCH_RING_SECONDS:-1}
-transports=${VMSG_BENCH_TRANSPORTS:-msg,msgthr,pci,vhost}
+transports=${VMSG_BENCH_TRANSPORTS:-msg,msgthr,msgvu,pci,vhost}
 jobs=${VMSG_BENCH_JOBS:-}
 results=${VMSG_BENCH_OUT:-$VMSG_TOP/bench}
 DISK_MIB=256
@@ -51,9 +55,13 @@ rm -rf "$out"
 mkdir -p "$out" "$results"
 
 command -v fio >/dev/null || die "fio is not installed (scripts/setup.sh installs it)"
-if [[ ",$transports," == *,vhost,* ]] && ! command -v qemu-storage-daemon >/dev/null; then
-	log "bench: qemu-storage-daemon not found: measuring without vhost-user-blk"
-	transports=$(echo ",$transports," | sed 's/,vhost,/,/; s/^,//; s/,$//')
+# Removes transport $1 from the list.
+drop_transport() { transports=$(echo ",$transports," | sed "s/,$1,/,/; s/^,//; s/,$//"); }
+has_transport() { [[ ",$transports," == *,$1,* ]]; }
+if { has_transport vhost || has_transport msgvu; } && ! command -v qemu-storage-daemon >/dev/null; then
+	log "bench: qemu-storage-daemon not found: measuring without vhost-user-blk and msgvu"
+	drop_transport vhost
+	drop_transport msgvu
 fi
 
 log "bench: building vmsg-device and vmsg-bench"
@@ -104,7 +112,7 @@ done
 cat "$out/base.cpio.gz" "$out/extra.cpio.gz" >"$out/guest.cpio.gz"
 
 # One image, zero-filled (allocated, not sparse) so that no transport reads holes.
-disk=$tmp/disk.img sock=$tmp/ivshmem.sock vsock=$tmp/vhost.sock ram=$tmp/guest-ram
+disk=$tmp/disk.img sock=$tmp/ivshmem.sock vsock=$tmp/vhost.sock vusock=$tmp/msgvu.sock ram=$tmp/guest-ram
 dd if=/dev/zero of="$disk" bs=1M count=$DISK_MIB status=none || die "cannot write $disk"
 truncate -s "$GUEST_RAM" "$ram"
 
@@ -117,8 +125,34 @@ wait_socket() { # path pid what
 	return 1
 }
 
+# qemu-storage-daemon first: vmsg-device connects to it when it starts. One
+# block node, one vhost-user-blk export per frontend (a vhost-user socket
+# takes one): vhost.sock for QEMU's vhost-user-blk-pci, msgvu.sock for
+# vmsg-device's bridge.
+if has_transport vhost || has_transport msgvu; then
+	log "bench: starting qemu-storage-daemon (vhost-user-blk)"
+	exports=()
+	has_transport vhost && exports+=(--export "type=vhost-user-blk,id=vub0,node-name=file0,addr.type=unix,addr.path=$vsock,writable=on,num-queues=1")
+	has_transport msgvu && exports+=(--export "type=vhost-user-blk,id=vub1,node-name=file0,addr.type=unix,addr.path=$vusock,writable=on,num-queues=1")
+	qemu-storage-daemon \
+		--blockdev "driver=file,node-name=file0,filename=$disk,cache.direct=off,aio=threads,locking=off" \
+		"${exports[@]}" >"$out/qemu-storage-daemon.log" 2>&1 &
+	qsd_pid=$!
+	for t in vhost msgvu; do
+		has_transport $t || continue
+		s=$vsock
+		[ $t = msgvu ] && s=$vusock
+		wait_socket "$s" "$qsd_pid" && continue
+		log "bench: qemu-storage-daemon did not start (see $out/qemu-storage-daemon.log): measuring without $t"
+		drop_transport $t
+	done
+fi
+
 log "bench: starting vmsg-device"
-"$device" --socket "$sock" --guest-memory "$ram" --device "blk:path=$disk,serial=bench-msg" \
+device_args=(--device "blk:path=$disk,serial=bench-msg")
+# Second on the bus, after the blk device: tests/bench/guest.sh counts on that order.
+has_transport msgvu && device_args+=(--device "vhost-user:socket=$vusock,type=blk")
+"$device" --socket "$sock" --guest-memory "$ram" "${device_args[@]}" \
 	--log-level warn >"$out/vmsg-device.log" 2>&1 &
 dev_pid=$!
 wait_socket "$sock" "$dev_pid" || die "vmsg-device did not start, see $out/vmsg-device.log"
@@ -129,29 +163,18 @@ qemu_args=(
 	-chardev "socket,path=$sock,id=ivsh"
 	-device ivshmem-doorbell,chardev=ivsh,vectors=1,addr=0x0c
 )
-if [[ ",$transports," == *,pci,* ]]; then
+if has_transport pci; then
 	# Buffered host I/O like vmsg-device's; the image is opened three times.
 	qemu_args+=(
 		-drive "file=$disk,if=none,id=d0,format=raw,cache=writeback,aio=threads,file.locking=off"
 		-device virtio-blk-pci,drive=d0,serial=bench-pci,num-queues=1,queue-size=256,addr=0x0a
 	)
 fi
-if [[ ",$transports," == *,vhost,* ]]; then
-	log "bench: starting qemu-storage-daemon (vhost-user-blk)"
-	qemu-storage-daemon \
-		--blockdev "driver=file,node-name=file0,filename=$disk,cache.direct=off,aio=threads,locking=off" \
-		--export "type=vhost-user-blk,id=vub0,node-name=file0,addr.type=unix,addr.path=$vsock,writable=on,num-queues=1" \
-		>"$out/qemu-storage-daemon.log" 2>&1 &
-	qsd_pid=$!
-	if wait_socket "$vsock" "$qsd_pid"; then
-		qemu_args+=(
-			-chardev "socket,id=vu0,path=$vsock"
-			-device vhost-user-blk-pci,chardev=vu0,num-queues=1,queue-size=256,addr=0x0b
-		)
-	else
-		log "bench: qemu-storage-daemon did not start (see $out/qemu-storage-daemon.log): measuring without vhost-user-blk"
-		transports=$(echo ",$transports," | sed 's/,vhost,/,/; s/^,//; s/,$//')
-	fi
+if has_transport vhost; then
+	qemu_args+=(
+		-chardev "socket,id=vu0,path=$vsock"
+		-device vhost-user-blk-pci,chardev=vu0,num-queues=1,queue-size=256,addr=0x0b
+	)
 fi
 
 ntrans=$(echo "$transports" | tr , '\n' | grep -c .)

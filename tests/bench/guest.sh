@@ -7,6 +7,10 @@
 #   msgthr the same disk with virtio_msg_shm's debugfs rx_budget set to 0 for
 #          the run: the to-driver ring drained in the interrupt thread only
 #          (how the driver worked before it drained in hard-IRQ context);
+#   msgvu  a second virtio-msg disk whose queues qemu-storage-daemon serves
+#          through vmsg-device's vhost-user bridge; its serial is the
+#          backend's (GET_ID goes to qemu-storage-daemon), so it is the disk
+#          that is none of the others;
 #   pci    QEMU's virtio-blk-pci, serial "bench-pci";
 #   vhost  vhost-user-blk-pci served by qemu-storage-daemon, found by its PCI
 #          address (vmsg.bench_vhost).
@@ -20,7 +24,7 @@
 # "# vmsg-bench ..." and base64 blocks of gzipped fio JSON; scripts/bench-report.py
 # reads them.
 #
-# Parameters (kernel command line): vmsg.bench_transports (msg,msgthr,pci,vhost),
+# Parameters (kernel command line): vmsg.bench_transports (msg,msgthr,msgvu,pci,vhost),
 # vmsg.bench_rounds, vmsg.bench_runtime and vmsg.bench_ramp (seconds per fio
 # job), vmsg.bench_rtt_seconds (per sysfs attribute), vmsg.bench_jobs (names
 # from the list below, comma separated; default all).
@@ -39,17 +43,22 @@ cpu() { awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 + $9; i = $5 + $6 } $1 == 
 # Requests completed by disk $1 (reads + writes, from its stat file).
 ios() { awk '{ print $1 + $5 }' "/sys/block/$1/stat"; }
 
-# The virtio-msg counters of the virtio-blk device, as "name=value ...".
+# The virtio-msg counters of the $1-th virtio-blk device (1: msg, the blk
+# device; 2: msgvu, the bridge, which vmsg-device lists second), as
+# "name=value ...".
 msg_counters() {
+	n=0
 	for f in /sys/kernel/debug/virtio_msg-*/dev*/stats; do
 		[ -r "$f" ] || continue
 		grep -q '^device_id: 2$' "$f" || continue
+		n=$((n + 1))
+		[ "$n" = "$1" ] || continue
 		sed -n 's/^\(requests\|responses\|events_sent\|events_received\|timeouts\): \([0-9]*\)$/\1=\2/p' "$f" | tr '\n' ' '
 		return 0
 	done
 }
 
-# snap FILE IRQ-PATTERN DISK MSG(0|1) pre|post: the counters of one fio run,
+# snap FILE IRQ-PATTERN DISK MSG(0|1|2: msg_counters' argument) pre|post: the counters of one fio run,
 # taken by fio itself right before and after the job (exec_prerun and
 # exec_postrun), so that fio's own start and report stay out of them. The CPU
 # times are read last before the job and first after it.
@@ -57,7 +66,7 @@ if [ "${1:-}" = snap ]; then
 	file=$2 pat=$3 disk=$4 msg=$5 when=$6
 	[ "$when" = post ] && c=$(cpu)
 	line="irqs=$(irqs "$pat") ios=$(ios "$disk") uptime=$(cut -d' ' -f1 /proc/uptime)"
-	[ "$msg" = 1 ] && line="$line $(msg_counters)"
+	[ "$msg" != 0 ] && line="$line $(msg_counters "$msg")"
 	[ "$when" = pre ] && c=$(cpu)
 	set -- $c
 	echo "$line busy=$1 idle=$2 ctxt=$3" >"$file"
@@ -97,6 +106,12 @@ disk_of() {
 		msg | msgthr) [ "$(cat "$b/serial" 2>/dev/null)" = bench-msg ] && { basename "$b"; return 0; } ;;
 		pci) [ "$(cat "$b/serial" 2>/dev/null)" = "bench-$1" ] && { basename "$b"; return 0; } ;;
 		vhost) case "$(readlink -f "$b")" in */"$vhost_pci"/*) basename "$b"; return 0 ;; esac ;;
+		msgvu)
+			case "$(cat "$b/serial" 2>/dev/null)" in bench-msg | bench-pci) continue ;; esac
+			case "$(readlink -f "$b")" in */"$vhost_pci"/*) continue ;; esac
+			basename "$b"
+			return 0
+			;;
 		esac
 	done
 	return 1
@@ -136,7 +151,7 @@ budget_files=$(ls /sys/kernel/debug/virtio_msg_shm-*/rx_budget 2>/dev/null)
 default_budget=$(cat $budget_files 2>/dev/null | head -n 1)
 use_transport() {
 	case $1 in
-	msg) b=$default_budget ;;
+	msg | msgvu) b=$default_budget ;;
 	msgthr) b=0 ;;
 	*) return 0 ;;
 	esac
@@ -175,8 +190,8 @@ rtt_round() {
 		use_transport "$group"
 		rtt_run "$r" "$group"
 	done
-	rtt_run "$r" $(for t in $(rotate "$r" $transports); do case $t in msg | msgthr) ;; *) echo "$t" ;; esac; done)
 	use_transport msg
+	rtt_run "$r" $(for t in $(rotate "$r" $transports); do case $t in msg | msgthr) ;; *) echo "$t" ;; esac; done)
 }
 
 # rtt_run ROUND TRANSPORT...: one vmsg-sysfs-rtt run over the transports given.
@@ -206,6 +221,7 @@ fio_run() {
 	eval "d=\$disk_$t"
 	case $t in
 	msg | msgthr) pat=virtio_msg_shm msg=1 ;;
+	msgvu) pat=virtio_msg_shm msg=2 ;;
 	*) eval "pat=\"\$vdev_$t-\""; msg=0 ;;
 	esac
 	use_transport "$t"

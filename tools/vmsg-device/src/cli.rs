@@ -44,6 +44,8 @@ Device SPECs:
   rng[:source=PATH]                          entropy from PATH (default /dev/urandom)
   blk:path=FILE[,readonly][,serial=ID]       disk backed by FILE
   console[:output=echo|stdout|FILE][,input=FILE_OR_FIFO]
+  vhost-user:socket=PATH[,type=blk][,queues=N]
+                                             queues served by a vhost-user backend
 
 Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
   no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, corrupt-index=N,

@@ -10,7 +10,7 @@
 //! - [`region`]: the shared region's header and rings;
 //! - [`bus`]: VERSION, RESET, GET_DEVICES, PING, EVENT_DEVICE and routing to devices;
 //! - [`transport`]: the transport messages of one device;
-//! - [`devices`]: virtio-rng, virtio-blk and virtio-console;
+//! - [`devices`]: virtio-rng, virtio-blk, virtio-console and the vhost-user bridge;
 //! - [`guest_memory`]: mapping guest RAM;
 //! - [`fault`]: fault injection;
 //! - [`fuzz`]: seeded random mutation of messages to the driver (the `fuzz` fault);

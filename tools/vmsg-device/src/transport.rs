@@ -87,7 +87,7 @@ impl TransportDevice {
 
     /// Features the device offers.
     pub fn offered_features(&self) -> u64 {
-        self.device.device_features() | COMMON_FEATURES
+        (self.device.device_features() | COMMON_FEATURES) & self.device.feature_mask()
     }
 
     /// Features accepted at FEATURES_OK.
@@ -239,7 +239,7 @@ impl TransportDevice {
         Ok(())
     }
 
-    fn set_status(&mut self, new: u32) -> u32 {
+    fn set_status(&mut self, new: u32, mem: Option<&GuestMemory>) -> u32 {
         if new == 0 {
             self.reset();
             return 0;
@@ -273,7 +273,10 @@ impl TransportDevice {
             if status & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
                 log::warn!("{}: DRIVER_OK without FEATURES_OK", self.device.name());
             }
-            self.device.activate(self.negotiated);
+            if let Err(e) = self.device.start(self.negotiated, &self.queues, mem) {
+                log::error!("{}: {e}; device needs reset", self.device.name());
+                status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+            }
         }
         status |= old & VIRTIO_CONFIG_S_NEEDS_RESET;
         self.status = status;
@@ -412,10 +415,19 @@ impl TransportDevice {
         mem: &GuestMemory,
         emit: &mut F,
     ) {
+        let external = self.device.external_queues();
         for &index in used {
             let Some(q) = self.queues.get_mut(index) else {
                 continue;
             };
+            if external {
+                // The backend already applied the driver's suppression (it signals only
+                // when a notification is needed); this copy of the queue knows nothing.
+                emit(TransportMessage::EventUsed {
+                    vq_index: index as u32,
+                });
+                continue;
+            }
             match q.needs_notification(mem) {
                 Ok(true) => emit(TransportMessage::EventUsed {
                     vq_index: index as u32,
@@ -575,7 +587,7 @@ impl TransportDevice {
                 status: self.status,
             }),
             M::SetDeviceStatusRequest { status } => {
-                let status = self.set_status(status);
+                let status = self.set_status(status, ctx.mem);
                 emit(M::SetDeviceStatusResponse { status });
             }
             M::GetVqueueRequest { index } => emit(M::GetVqueueResponse(self.vqueue_info(index))),
@@ -685,6 +697,7 @@ mod tests {
         );
         dev.set_status(
             VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK,
+            None,
         )
     }
 
@@ -781,6 +794,7 @@ mod tests {
                 | VIRTIO_CONFIG_S_DRIVER
                 | VIRTIO_CONFIG_S_FEATURES_OK
                 | VIRTIO_CONFIG_S_DRIVER_OK,
+            None,
         );
         let setup = VqueueSetup {
             index: 0,
@@ -840,5 +854,126 @@ mod tests {
             );
         }
         assert_eq!(lens, vec![8, 4, 0, 32]);
+    }
+
+    /// A device whose queues run elsewhere, as the vhost-user bridge's are.
+    struct External {
+        external: bool,
+        start_fails: bool,
+    }
+
+    impl VirtioDevice for External {
+        fn name(&self) -> &'static str {
+            "external"
+        }
+        fn device_id(&self) -> u32 {
+            2
+        }
+        fn device_features(&self) -> u64 {
+            1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_RING_F_EVENT_IDX
+        }
+        fn feature_mask(&self) -> u64 {
+            self.device_features()
+        }
+        fn config(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn num_queues(&self) -> usize {
+            1
+        }
+        fn external_queues(&self) -> bool {
+            self.external
+        }
+        fn start(
+            &mut self,
+            _: u64,
+            _: &[Queue],
+            _: Option<&GuestMemory>,
+        ) -> Result<(), DeviceError> {
+            if self.start_fails {
+                return Err(DeviceError::Io("backend gone".into()));
+            }
+            Ok(())
+        }
+        fn process_queue(
+            &mut self,
+            _: usize,
+            _: &mut [Queue],
+            _: &GuestMemory,
+        ) -> Result<Vec<usize>, DeviceError> {
+            Ok(Vec::new())
+        }
+        fn inject(
+            &mut self,
+            _: &[u8],
+            _: &mut [Queue],
+            _: Option<&GuestMemory>,
+        ) -> Result<Vec<usize>, DeviceError> {
+            Ok(vec![0])
+        }
+    }
+
+    /// Brings `dev` to DRIVER_OK with EVENT_IDX and queue 0 in `mem`; returns the status.
+    fn bring_up(dev: &mut TransportDevice, ctx: &Ctx<'_>) -> u32 {
+        negotiate(dev, 1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_RING_F_EVENT_IDX);
+        let setup = VqueueSetup {
+            index: 0,
+            flags: VQUEUE_SET_ENABLE,
+            size: 16,
+            desc_addr: 0x1000,
+            driver_addr: 0x2000,
+            device_addr: 0x3000,
+        };
+        run(dev, TransportMessage::SetVqueueRequest(setup), ctx);
+        dev.set_status(
+            VIRTIO_CONFIG_S_ACKNOWLEDGE
+                | VIRTIO_CONFIG_S_DRIVER
+                | VIRTIO_CONFIG_S_FEATURES_OK
+                | VIRTIO_CONFIG_S_DRIVER_OK,
+            ctx.mem,
+        )
+    }
+
+    #[test]
+    fn external_queues_signal_without_local_ring_state() {
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        let ctx = Ctx {
+            mem: Some(&mem),
+            ..ctx()
+        };
+        let mut emitted = Vec::new();
+        for external in [false, true] {
+            let dev = External {
+                external,
+                start_fails: false,
+            };
+            let mut dev = TransportDevice::new(Box::new(dev)).unwrap();
+            // The transport's RING_RESET and INDIRECT_DESC are masked off.
+            assert_eq!(
+                dev.offered_features(),
+                1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_RING_F_EVENT_IDX
+            );
+            assert_eq!(bring_up(&mut dev, &ctx) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+            let mut out = Vec::new();
+            dev.inject(b"x", &ctx, |m| out.push(format!("{m:?}")))
+                .unwrap();
+            emitted.push(out);
+        }
+        // With EVENT_IDX and nothing used locally, the local queue suppresses the
+        // notification; an external device's signal is passed on as it is.
+        assert!(emitted[0].is_empty(), "{:?}", emitted[0]);
+        assert_eq!(emitted[1], vec!["EventUsed { vq_index: 0 }".to_string()]);
+    }
+
+    #[test]
+    fn failed_start_needs_reset() {
+        let dev = External {
+            external: true,
+            start_fails: true,
+        };
+        let mut dev = TransportDevice::new(Box::new(dev)).unwrap();
+        let status = bring_up(&mut dev, &ctx());
+        assert_ne!(status & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+        assert_ne!(dev.status() & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
     }
 }

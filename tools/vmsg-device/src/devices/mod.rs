@@ -9,6 +9,7 @@
 pub mod blk;
 pub mod console;
 pub mod rng;
+pub mod vhost_user;
 
 use std::fmt;
 use std::os::fd::BorrowedFd;
@@ -80,9 +81,34 @@ pub trait VirtioDevice {
     /// Number of virtqueues.
     fn num_queues(&self) -> usize;
 
+    /// Mask applied to the offered features, the transport's common bits included.
+    fn feature_mask(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Called when the driver sets DRIVER_OK, with the negotiated features.
     fn activate(&mut self, features: u64) {
         let _ = features;
+    }
+
+    /// Called when the driver sets DRIVER_OK, with the negotiated features and the queues
+    /// as the driver set them up; an error makes the device need a reset.
+    fn start(
+        &mut self,
+        features: u64,
+        queues: &[Queue],
+        mem: Option<&GuestMemory>,
+    ) -> Result<(), DeviceError> {
+        let _ = (queues, mem);
+        self.activate(features);
+        Ok(())
+    }
+
+    /// Whether someone else (a vhost-user backend) runs the virtqueues: then the queue
+    /// state here is stale, and the device only signals queues that have used buffers
+    /// and need a notification.
+    fn external_queues(&self) -> bool {
+        false
     }
 
     /// Called on a device reset.
@@ -182,6 +208,15 @@ pub enum DeviceSpec {
         /// A file or FIFO whose data is sent to the guest.
         input: Option<PathBuf>,
     },
+    /// A device whose queues an external vhost-user backend serves.
+    VhostUser {
+        /// The backend's UNIX socket.
+        socket: PathBuf,
+        /// Device id and config size.
+        kind: vhost_user::Kind,
+        /// Number of virtqueues.
+        queues: u16,
+    },
 }
 
 impl DeviceSpec {
@@ -197,6 +232,11 @@ impl DeviceSpec {
             Self::Console { output, input } => {
                 Box::new(console::Console::new(output.clone(), input.as_deref())?)
             }
+            Self::VhostUser {
+                socket,
+                kind,
+                queues,
+            } => Box::new(vhost_user::VhostUser::connect(socket, *kind, *queues)?),
         })
     }
 }
@@ -213,7 +253,8 @@ impl FromStr for DeviceSpec {
     type Err = String;
 
     /// `rng[:source=PATH]`, `blk:path=PATH[,readonly][,serial=ID]`,
-    /// `console[:output=echo|stdout|PATH][,input=PATH]`.
+    /// `console[:output=echo|stdout|PATH][,input=PATH]`,
+    /// `vhost-user:socket=PATH[,type=blk][,queues=N]`.
     fn from_str(s: &str) -> Result<Self, String> {
         let (kind, opts) = s.split_once(':').unwrap_or((s, ""));
         let mut pairs = Vec::new();
@@ -280,8 +321,40 @@ impl FromStr for DeviceSpec {
                 }
                 Ok(Self::Console { output, input })
             }
+            "vhost-user" => {
+                let (mut socket, mut kind, mut queues) = (None, None, 1u16);
+                for (k, v) in pairs {
+                    match k {
+                        "socket" => socket = Some(PathBuf::from(need(k, v)?)),
+                        "type" => {
+                            let t = need(k, v)?;
+                            kind = Some(vhost_user::Kind::by_name(&t).ok_or_else(|| {
+                                format!("vhost-user: unknown type '{t}' (known: blk)")
+                            })?);
+                        }
+                        "queues" => {
+                            queues = need(k, v)?
+                                .parse()
+                                .ok()
+                                .filter(|n| (1..=64).contains(n))
+                                .ok_or("vhost-user: queues must be 1 to 64")?;
+                        }
+                        _ => return Err(unknown(k)),
+                    }
+                }
+                let socket = socket.ok_or("device 'vhost-user' needs socket=PATH")?;
+                let kind = match kind {
+                    Some(k) => k,
+                    None => vhost_user::Kind::by_name("blk").ok_or("vhost-user: no blk kind")?,
+                };
+                Ok(Self::VhostUser {
+                    socket,
+                    kind,
+                    queues,
+                })
+            }
             other => Err(format!(
-                "unknown device kind '{other}' (known: rng, blk, console)"
+                "unknown device kind '{other}' (known: rng, blk, console, vhost-user)"
             )),
         }
     }
@@ -319,6 +392,17 @@ mod tests {
             })
         );
         assert_eq!(
+            "vhost-user:socket=/tmp/vu.sock,type=blk,queues=2".parse::<DeviceSpec>(),
+            Ok(DeviceSpec::VhostUser {
+                socket: "/tmp/vu.sock".into(),
+                kind: vhost_user::Kind {
+                    device_id: 2,
+                    config_size: 60
+                },
+                queues: 2
+            })
+        );
+        assert_eq!(
             "console".parse::<DeviceSpec>(),
             Ok(DeviceSpec::Console {
                 output: ConsoleOutput::Echo,
@@ -343,5 +427,16 @@ mod tests {
             .unwrap_err()
             .contains("20 bytes"));
         assert!("blk:path=x,readonly=maybe".parse::<DeviceSpec>().is_err());
+        assert!("vhost-user:type=blk"
+            .parse::<DeviceSpec>()
+            .unwrap_err()
+            .contains("socket="));
+        assert!("vhost-user:socket=s,type=gpu"
+            .parse::<DeviceSpec>()
+            .unwrap_err()
+            .contains("unknown type"));
+        assert!("vhost-user:socket=s,queues=0"
+            .parse::<DeviceSpec>()
+            .is_err());
     }
 }

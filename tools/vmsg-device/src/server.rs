@@ -141,6 +141,23 @@ fn build_device(spec: &DeviceSpec) -> Result<TransportDevice, String> {
     TransportDevice::new(dev).map_err(|e| e.to_string())
 }
 
+/// The read end of a nonblocking pipe that SIGTERM and SIGINT write to, so the poll loop
+/// sees them as one more source and shuts down between messages.
+pub(crate) fn signal_pipe() -> Result<UnixStream, String> {
+    let (signals, sig_write) = UnixStream::pair().map_err(|e| format!("signal pipe: {e}"))?;
+    signals
+        .set_nonblocking(true)
+        .map_err(|e| format!("signal pipe: {e}"))?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let w = sig_write
+            .try_clone()
+            .map_err(|e| format!("signal pipe: {e}"))?;
+        signal_hook::low_level::pipe::register(sig, w)
+            .map_err(|e| format!("installing the signal handler: {e}"))?;
+    }
+    Ok(signals)
+}
+
 impl Server {
     /// Opens every device, lays out and initialises the region, and binds the sockets.
     pub fn new(config: &Config) -> Result<Self, String> {
@@ -212,17 +229,7 @@ impl Server {
             Some(p) => Some(Control::bind(p).map_err(|e| format!("control socket: {e}"))?),
             None => None,
         };
-        let (signals, sig_write) = UnixStream::pair().map_err(|e| format!("signal pipe: {e}"))?;
-        signals
-            .set_nonblocking(true)
-            .map_err(|e| format!("signal pipe: {e}"))?;
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            let w = sig_write
-                .try_clone()
-                .map_err(|e| format!("signal pipe: {e}"))?;
-            signal_hook::low_level::pipe::register(sig, w)
-                .map_err(|e| format!("installing the signal handler: {e}"))?;
-        }
+        let signals = signal_pipe()?;
         for f in &config.faults {
             log::warn!("fault injection active: {f}");
         }

@@ -98,17 +98,7 @@ impl ShmServer {
         device_listener
             .set_nonblocking(true)
             .map_err(|e| format!("device socket: {e}"))?;
-        let (signals, sig_write) = UnixStream::pair().map_err(|e| format!("signal pipe: {e}"))?;
-        signals
-            .set_nonblocking(true)
-            .map_err(|e| format!("signal pipe: {e}"))?;
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            let w = sig_write
-                .try_clone()
-                .map_err(|e| format!("signal pipe: {e}"))?;
-            signal_hook::low_level::pipe::register(sig, w)
-                .map_err(|e| format!("installing the signal handler: {e}"))?;
-        }
+        let signals = crate::server::signal_pipe()?;
         log::info!(
             "ivshmem server: QEMU on {}, device logic on {} (shm {} bytes, device peer id {}, {} vector(s))",
             config.socket.display(),

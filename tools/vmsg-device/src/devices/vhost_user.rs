@@ -476,6 +476,41 @@ mod tests {
         out
     }
 
+    fn set_status(dev: &mut TransportDevice, ctx: &Ctx<'_>, status: u32) {
+        let out = run(
+            dev,
+            TransportMessage::SetDeviceStatusRequest { status },
+            ctx,
+        );
+        assert_eq!(
+            out,
+            vec![format!("SetDeviceStatusResponse {{ status: {status} }}")]
+        );
+    }
+
+    /// What a driver does up to DRIVER_OK: VERSION_1 only, queue 0 at DESC/AVAIL/USED.
+    fn start_driver(dev: &mut TransportDevice, ctx: &Ctx<'_>) {
+        let blocks = [U32::new(0), U32::new(1)]; // VIRTIO_F_VERSION_1 only.
+        run(
+            dev,
+            TransportMessage::SetDriverFeaturesRequest {
+                block_index: 0,
+                features: &blocks,
+            },
+            ctx,
+        );
+        let setup = VqueueSetup {
+            index: 0,
+            flags: VQUEUE_SET_ENABLE,
+            size: u32::from(QSIZE),
+            desc_addr: DESC,
+            driver_addr: AVAIL,
+            device_addr: USED,
+        };
+        run(dev, TransportMessage::SetVqueueRequest(setup), ctx);
+        set_status(dev, ctx, 15);
+    }
+
     /// Kicks the queue and waits for the backend's call, which must become EVENT_USED.
     fn kick_and_wait(dev: &mut TransportDevice, ctx: &Ctx<'_>, mem: &GuestMemory, used: u16) {
         let avail = TransportMessage::EventAvail {
@@ -559,33 +594,7 @@ mod tests {
         );
         assert_eq!(capacity, ((1u64 << 20) / 512).to_le_bytes());
 
-        let blocks = [U32::new(0), U32::new(1)]; // VIRTIO_F_VERSION_1 only.
-        run(
-            &mut dev,
-            TransportMessage::SetDriverFeaturesRequest {
-                block_index: 0,
-                features: &blocks,
-            },
-            &ctx,
-        );
-        let setup = VqueueSetup {
-            index: 0,
-            flags: VQUEUE_SET_ENABLE,
-            size: u32::from(QSIZE),
-            desc_addr: DESC,
-            driver_addr: AVAIL,
-            device_addr: USED,
-        };
-        run(&mut dev, TransportMessage::SetVqueueRequest(setup), &ctx);
-        let out = run(
-            &mut dev,
-            TransportMessage::SetDeviceStatusRequest { status: 15 },
-            &ctx,
-        );
-        assert_eq!(
-            out,
-            vec!["SetDeviceStatusResponse { status: 15 }".to_string()]
-        );
+        start_driver(&mut dev, &ctx);
 
         // Write sector 1 from guest RAM.
         mem.write_slice(&[0xa1; 512], GuestAddress(0x8000)).unwrap();
@@ -610,36 +619,11 @@ mod tests {
         );
 
         // Reset stops the ring (GET_VRING_BASE); a new DRIVER_OK starts it again.
-        let out = run(
-            &mut dev,
-            TransportMessage::SetDeviceStatusRequest { status: 0 },
-            &ctx,
-        );
-        assert_eq!(
-            out,
-            vec!["SetDeviceStatusResponse { status: 0 }".to_string()]
-        );
+        set_status(&mut dev, &ctx, 0);
         for off in [AVAIL, USED] {
             mem.write_slice(&[0u8; 0x100], GuestAddress(off)).unwrap();
         }
-        run(
-            &mut dev,
-            TransportMessage::SetDriverFeaturesRequest {
-                block_index: 0,
-                features: &blocks,
-            },
-            &ctx,
-        );
-        run(&mut dev, TransportMessage::SetVqueueRequest(setup), &ctx);
-        let out = run(
-            &mut dev,
-            TransportMessage::SetDeviceStatusRequest { status: 15 },
-            &ctx,
-        );
-        assert_eq!(
-            out,
-            vec!["SetDeviceStatusResponse { status: 15 }".to_string()]
-        );
+        start_driver(&mut dev, &ctx);
         let status = request(&mem, 0, 0, 0, 1, 0xa000);
         kick_and_wait(&mut dev, &ctx, &mem, 1);
         assert_eq!(mem.read_obj::<u8>(GuestAddress(status)).unwrap(), 0);

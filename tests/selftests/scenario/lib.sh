@@ -98,6 +98,23 @@ writer() {
 
 # Number of writes acknowledged so far.
 acked() { [ -f /tmp/w.acked ] && wc -l </tmp/w.acked || echo 0; }
+ten_acked() { [ "$(acked)" -ge 10 ]; }
+
+# Starts writer on blocks $1 .. $1+$2-1 of the virtio-blk disk (named in $disk,
+# the writer's pid in $wpid) and waits until it has 10 writes acknowledged.
+start_writer() {
+	disk=$(blk_disk) || { echo "# no disk"; return 1; }
+	rm -f /tmp/w.*
+	# Off the KTAP pipe, by exec: busybox sh keeps a copy of the pipe open in a
+	# background function given a redirection, and a writer stuck in a write
+	# would then hold run.sh's pipe open for ever.
+	(
+		exec >/dev/null 2>&1 </dev/null
+		writer "$disk" "$1" "$2"
+	) &
+	wpid=$!
+	wait_for 60 ten_acked || { echo "# $(acked) write(s) in 60 s"; return 1; }
+}
 
 # The last round acknowledged for each block $1 .. $1+$2-1, comma separated
 # (0: never written), as scripts/scenarios.sh's check-image takes it.

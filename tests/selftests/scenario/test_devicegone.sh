@@ -11,20 +11,8 @@
 ktap_plan 6
 base=512 n=32
 
-bound() { wait_bound 2 virtio_blk; }
-ten_acked() { [ "$(acked)" -ge 10 ]; }
-
 writes_run() {
-	disk=$(blk_disk) || { echo "# no disk"; return 1; }
-	rm -f /tmp/w.*
-	# Off the KTAP pipe, by exec: busybox sh keeps a copy of the pipe open in a
-	# background function given a redirection, and a writer stuck in a write
-	# would then hold run.sh's pipe open for ever.
-	(
-		exec >/dev/null 2>&1 </dev/null
-		writer "$disk" $base $n
-	) &
-	wait_for 60 ten_acked || { echo "# $(acked) write(s) in 60 s"; return 1; }
+	start_writer $base $n || return 1
 	ask_host kill-device
 }
 
@@ -71,7 +59,7 @@ image_holds_acked() {
 	ask_host "check-image $base $rounds"
 }
 
-chain "virtio-blk is bound to virtio_blk" bound
+chain "virtio-blk is bound to virtio_blk" wait_bound 2 virtio_blk
 chain "a writer runs (O_DIRECT, fsync); the host kills the device logic" writes_run
 chain "writes stop and the bus instance logs the missed PING" notices
 leaf "the disk is marked broken (status has DEVICE_NEEDS_RESET)" broken

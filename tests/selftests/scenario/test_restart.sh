@@ -10,22 +10,8 @@ ktap_plan 6
 ms=${1:-1500}
 base=512 n=32
 
-bound() { wait_bound 2 virtio_blk; }
-ten_acked() { [ "$(acked)" -ge 10 ]; }
-
 writes_run() {
-	disk=$(blk_disk) || { echo "# no disk"; return 1; }
-	rm -f /tmp/w.*
-	# Off the KTAP pipe, by exec: busybox sh keeps a copy of the pipe open in a
-	# background function given a redirection, and a writer stuck in a write
-	# would then hold run.sh's pipe open for ever.
-	(
-		exec >/dev/null 2>&1 </dev/null
-		writer "$disk" $base $n
-	) &
-	wpid=$!
-	wait_for 60 ten_acked ||
-		{ echo "# $(acked) write(s) in 60 s"; return 1; }
+	start_writer $base $n || return 1
 	ask_host "restart-device $ms"
 }
 
@@ -77,7 +63,7 @@ still_writes() {
 		cmp /tmp/w.one /tmp/w.back
 }
 
-chain "virtio-blk is bound to virtio_blk" bound
+chain "virtio-blk is bound to virtio_blk" wait_bound 2 virtio_blk
 chain "a writer runs (O_DIRECT, fsync); the host restarts the device logic ($ms ms down)" writes_run
 chain "no write fails; writes pause and go on after the restart" continue_across
 leaf "every acknowledged block reads back (caches dropped, O_DIRECT)" read_back

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    features_ok, hdr, negotiate, transport, Client, Device, GuestRam, SplitQueue, ACKNOWLEDGE,
-    DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
+    expect_used, features_ok, hdr, kick, negotiate, transport, version_status, wait_for, Client,
+    Device, GuestRam, SplitQueue, ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
@@ -28,29 +28,6 @@ fn driver_ok(client: &Client, dev_num: u16) {
         },
     ));
     assert!(r.2.contains("status: 15"), "{}", r.2);
-}
-
-fn kick(client: &Client, dev_num: u16, vq_index: u32) {
-    client.send(transport(
-        dev_num,
-        0,
-        T::EventAvail {
-            vq_index,
-            next_offset: 0,
-        },
-    ));
-}
-
-fn expect_used(client: &Client, dev_num: u16, vq_index: u32) {
-    let got = client.recv(|f| (f.dev_num, f.token, format!("{:?}", f.message)));
-    assert_eq!(
-        got,
-        (
-            dev_num,
-            0,
-            format!("Transport(EventUsed {{ vq_index: {vq_index} }})")
-        )
-    );
 }
 
 fn control(path: &Path, line: &str) -> String {
@@ -257,29 +234,6 @@ fn hot_plug_over_the_control_socket() {
         r.2,
         "Bus(GetDevicesResponse { offset: 0, next_offset: 0, bitmap: [2] })"
     );
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + common::TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn version_status(client: &Client, token: u16) -> VersionStatus {
-    client.send(Frame::bus(
-        token,
-        Message::Shm(ShmBusMessage::VersionRequest(VersionTerms {
-            revision: 1,
-            max_msg_size: 264,
-            features: 0,
-        })),
-    ));
-    client.recv(|f| match f.message {
-        Message::Shm(ShmBusMessage::VersionResponse { status, .. }) => status,
-        other => panic!("{other:?}"),
-    })
 }
 
 #[test]

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    features_ok, hdr, negotiate, transport, Client, Device, GuestRam, SplitQueue, ACKNOWLEDGE,
-    DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
+    expect_used, features_ok, hdr, kick, negotiate, transport, version_status, wait_for, Client,
+    Device, GuestRam, SplitQueue, ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::BusMessage;
-use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
+use virtio_msg_codec::shm::VersionStatus;
 use virtio_msg_codec::transport::TransportMessage as T;
 use virtio_msg_codec::{Frame, Message};
 
@@ -49,9 +49,8 @@ fn start_server() -> Split {
     }
 }
 
-/// Starts the device logic; it is ready once it has written its state file.
-fn start_device(split: &Split, extra: &[&str], log_name: &str) -> Device {
-    let _ = std::fs::remove_file(&split.state);
+/// Starts the device logic (`--connect`, `--state`) and waits for the state file.
+fn spawn_device(split: &Split, extra: &[&str], log_name: &str) -> Device {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec![
         "--connect",
@@ -63,34 +62,20 @@ fn start_device(split: &Split, extra: &[&str], log_name: &str) -> Device {
     Device::spawn_with(dir, &args, &split.state, log_name)
 }
 
-/// Restarts the device logic without removing the state file first.
-fn restart_device(split: &Split, extra: &[&str]) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "--connect",
-        split.device_socket.to_str().unwrap(),
-        "--state",
-        split.state.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    // The state file exists already: wait for the log line instead.
-    let log = dir.path().join("device2.log");
-    let dev = Device::spawn_with(dir, &args, &split.state, "device2.log");
-    wait_for("the restarted device logic to join", || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("joined"))
-    });
-    dev
+/// Starts the device logic; it is ready once it has written its state file.
+fn start_device(split: &Split, extra: &[&str], log_name: &str) -> Device {
+    let _ = std::fs::remove_file(&split.state);
+    spawn_device(split, extra, log_name)
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + common::TIMEOUT;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Restarts the device logic without removing the state file first.
+fn restart_device(split: &Split, extra: &[&str]) -> Device {
+    let dev = spawn_device(split, extra, "device2.log");
+    // The state file exists already: wait for the log line instead.
+    wait_for("the restarted device logic to join", || {
+        dev.log().contains("joined")
+    });
+    dev
 }
 
 fn ping(token: u16, data: u32) -> Frame<'static> {
@@ -208,16 +193,8 @@ fn killed_device_logic_resumes_state_rings_and_virtqueues() {
 
     // One write acknowledged before the kill.
     blk_write(&ram, &mut q, 0, 1, 0x11);
-    client.send(transport(
-        0,
-        0,
-        T::EventAvail {
-            vq_index: 0,
-            next_offset: 0,
-        },
-    ));
-    let used = client.recv(|f| format!("{:?}", f.message));
-    assert_eq!(used, "Transport(EventUsed { vq_index: 0 })");
+    kick(&client, 0, 0);
+    expect_used(&client, 0, 0);
     assert_eq!((q.used_idx(&ram), status_of(&ram, 0)), (1, 0));
 
     dev.kill();
@@ -226,14 +203,7 @@ fn killed_device_logic_resumes_state_rings_and_virtqueues() {
     // PING, and a second write the old process would have taken but never completed
     // (nothing tells the new one about it but the avail ring).
     blk_write(&ram, &mut q, 1, 2, 0x22);
-    client.send(transport(
-        0,
-        0,
-        T::EventAvail {
-            vq_index: 0,
-            next_offset: 0,
-        },
-    ));
+    kick(&client, 0, 0);
     client.send(ping(0x77, 7));
     blk_write(&ram, &mut q, 2, 3, 0x33);
 
@@ -263,19 +233,7 @@ fn killed_device_logic_resumes_state_rings_and_virtqueues() {
 
     // The negotiated state came back: VERSION is fixed, the device is at DRIVER_OK with
     // its queue where the driver put it.
-    client.send(Frame::bus(
-        9,
-        Message::Shm(ShmBusMessage::VersionRequest(VersionTerms {
-            revision: 1,
-            max_msg_size: 264,
-            features: 0,
-        })),
-    ));
-    let status = client.recv(|f| match f.message {
-        Message::Shm(ShmBusMessage::VersionResponse { status, .. }) => status,
-        other => panic!("{other:?}"),
-    });
-    assert_eq!(status, VersionStatus::AlreadyNegotiated);
+    assert_eq!(version_status(&client, 9), VersionStatus::AlreadyNegotiated);
     let r = client.call(transport(0, 10, T::GetDeviceStatusRequest));
     assert_eq!(r.2, "Transport(GetDeviceStatusResponse { status: 15 })");
     let r = client.call(transport(0, 11, T::GetVqueueRequest { index: 0 }));
@@ -288,14 +246,7 @@ fn killed_device_logic_resumes_state_rings_and_virtqueues() {
 
     // And the device keeps working, through the same doorbell eventfd as before.
     blk_write(&ram, &mut q, 3, 4, 0x44);
-    client.send(transport(
-        0,
-        0,
-        T::EventAvail {
-            vq_index: 0,
-            next_offset: 0,
-        },
-    ));
+    kick(&client, 0, 0);
     wait_for("the write after the restart", || q.used_idx(&ram) == 4);
     assert_eq!(status_of(&ram, 3), 0);
 

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    features_ok, negotiate, transport, Client, Device, GuestRam, SplitQueue, ACKNOWLEDGE, DRIVER,
-    DRIVER_OK, FEATURES_OK, VERSION_1,
+    expect_used, features_ok, kick, negotiate, transport, Client, Device, GuestRam, SplitQueue,
+    ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::{present_devices, BusMessage};
 use virtio_msg_codec::transport::{DeviceInfo, TransportMessage as T};
@@ -149,35 +149,16 @@ fn discovery_info_and_an_rng_request() {
 
     ram.write(0x40000, &[0xee; 64]);
     let head = q.add_chain(&ram, &[(0x40000, 64, true)]);
-    client.send(transport(
-        0,
-        0,
-        T::EventAvail {
-            vq_index: 0,
-            next_offset: 0,
-        },
-    ));
-    let used = client.recv(|f| (f.dev_num, f.token, format!("{:?}", f.message)));
-    assert_eq!(
-        used,
-        (0, 0, "Transport(EventUsed { vq_index: 0 })".to_string())
-    );
+    kick(&client, 0, 0);
+    expect_used(&client, 0, 0);
     assert_eq!(q.used_idx(&ram), 1);
     assert_eq!(q.used_elem(&ram, 0), (u32::from(head), 64));
     assert_eq!(ram.read(0x40000, 64), pattern(64));
 
     // A second request split over two descriptors continues the stream.
     let head = q.add_chain(&ram, &[(0x41000, 30, true), (0x42000, 70, true)]);
-    client.send(transport(
-        0,
-        0,
-        T::EventAvail {
-            vq_index: 0,
-            next_offset: 0,
-        },
-    ));
-    let used = client.recv(|f| format!("{:?}", f.message));
-    assert_eq!(used, "Transport(EventUsed { vq_index: 0 })");
+    kick(&client, 0, 0);
+    expect_used(&client, 0, 0);
     assert_eq!(q.used_idx(&ram), 2);
     assert_eq!(q.used_elem(&ram, 1), (u32::from(head), 100));
     let expect = pattern(164);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+use virtio_msg_codec::shm::VersionStatus;
 use virtio_msg_codec::{BusKind, Codec, Frame, Message};
 use vm_memory::{Bytes, FileOffset, MmapRegion, VolatileMemory};
 
@@ -542,23 +543,62 @@ pub const DRIVER_OK: u32 = 4;
 pub const FEATURES_OK: u32 = 8;
 pub const VERSION_1: u64 = 1 << 32;
 
-/// Negotiates VERSION 1 with a 264-byte limit and checks it was accepted.
-pub fn negotiate(client: &Client) {
-    use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
-    client.store(hdr::DRIVER_STATE, 1);
+/// Asks for VERSION 1 with a 264-byte limit; returns the answer's status.
+pub fn version_status(client: &Client, token: u16) -> VersionStatus {
+    use virtio_msg_codec::shm::{ShmBusMessage, VersionTerms};
     client.send(Frame::bus(
-        0x7000,
+        token,
         Message::Shm(ShmBusMessage::VersionRequest(VersionTerms {
             revision: 1,
             max_msg_size: 264,
             features: 0,
         })),
     ));
-    let status = client.recv(|f| match f.message {
+    client.recv(|f| match f.message {
         Message::Shm(ShmBusMessage::VersionResponse { status, .. }) => status,
         other => panic!("{other:?}"),
-    });
-    assert_eq!(status, VersionStatus::Accepted);
+    })
+}
+
+/// Negotiates VERSION 1 with a 264-byte limit and checks it was accepted.
+pub fn negotiate(client: &Client) {
+    client.store(hdr::DRIVER_STATE, 1);
+    assert_eq!(version_status(client, 0x7000), VersionStatus::Accepted);
+}
+
+/// Notifies queue `vq_index` of device `dev_num` (EVENT_AVAIL, token 0).
+pub fn kick(client: &Client, dev_num: u16, vq_index: u32) {
+    use virtio_msg_codec::transport::TransportMessage as T;
+    client.send(transport(
+        dev_num,
+        0,
+        T::EventAvail {
+            vq_index,
+            next_offset: 0,
+        },
+    ));
+}
+
+/// Receives the next message and checks it is EVENT_USED for queue `vq_index`.
+pub fn expect_used(client: &Client, dev_num: u16, vq_index: u32) {
+    let got = client.recv(|f| (f.dev_num, f.token, format!("{:?}", f.message)));
+    assert_eq!(
+        got,
+        (
+            dev_num,
+            0,
+            format!("Transport(EventUsed {{ vq_index: {vq_index} }})")
+        )
+    );
+}
+
+/// Polls `cond` until it holds; fails the test after [`TIMEOUT`].
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Runs the status sequence up to FEATURES_OK with `features`; returns the status.

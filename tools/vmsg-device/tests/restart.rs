@@ -78,6 +78,15 @@ fn restart_device(split: &Split, extra: &[&str]) -> Device {
     dev
 }
 
+/// Runs a device logic with `args` that the server must refuse: it exits with a
+/// failure. Returns what it logged.
+fn refused_device(split: &Split, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Device::spawn_with(dir, args, &split.device_socket, "refused.log");
+    assert!(!dev.wait().success());
+    dev.log()
+}
+
 fn ping(token: u16, data: u32) -> Frame<'static> {
     Frame::bus(token, Message::Bus(BusMessage::PingRequest { data }))
 }
@@ -139,24 +148,16 @@ fn qemu_waits_for_the_region_and_sees_one_fixed_device_peer() {
     let r = client.call(ping(5, 0xfeed));
     assert_eq!(r, (0, 5, "Bus(PingResponse { data: 65261 })".to_string()));
     // A second device logic is refused while the first is connected.
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("second.log");
-    let mut second = Device::spawn_with(
-        dir,
+    let log = refused_device(
+        &split,
         &[
             "--connect",
             split.device_socket.to_str().unwrap(),
             "--device",
             "rng",
         ],
-        &split.device_socket,
-        "second.log",
     );
-    let status = second.wait();
-    assert!(!status.success());
-    assert!(std::fs::read_to_string(log)
-        .unwrap()
-        .contains("joining the ivshmem server"));
+    assert!(log.contains("joining the ivshmem server"), "{log}");
     assert!(split
         .server
         .log()
@@ -279,10 +280,8 @@ fn a_successor_with_another_layout_is_refused_and_the_same_one_resumes() {
     negotiate(&client);
     dev.kill();
     // Other slots would move the rings under the driver side: refused, region untouched.
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("other.log");
-    let mut other = Device::spawn_with(
-        dir,
+    let log = refused_device(
+        &split,
         &[
             "--connect",
             split.device_socket.to_str().unwrap(),
@@ -293,13 +292,8 @@ fn a_successor_with_another_layout_is_refused_and_the_same_one_resumes() {
             "--device",
             "rng",
         ],
-        &split.device_socket,
-        "other.log",
     );
-    assert!(!other.wait().success());
-    assert!(std::fs::read_to_string(log)
-        .unwrap()
-        .contains("another layout"));
+    assert!(log.contains("another layout"), "{log}");
     assert_eq!(client.load(hdr::SLOT_SIZE), 264);
     // The right successor, started at once (the server may not have seen the hang-up yet).
     let _dev = restart_device(&split, &["--device", "rng"]);

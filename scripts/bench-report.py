@@ -505,7 +505,7 @@ def main():
     (args.out / "results.md").write_text("\n".join(md))
 
     sec = ["## Benchmarks", "",
-           "    make bench    # about 16 minutes; not part of make check",
+           "    make bench    # about 21 minutes; not part of make check",
            "",
            "`scripts/bench.sh` boots one guest with four virtio-blk disks on the same backing file: "
            "virtio-msg (virtio_msg_shm, tools/vmsg-device, ivshmem-doorbell), QEMU's virtio-blk-pci, "

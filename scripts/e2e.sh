@@ -110,26 +110,7 @@ scripts/qemu.sh "$kernel" "$initrd" "$outdir" "${VMSG_E2E_TIMEOUT:-400}" \
 	-device ivshmem-doorbell,chardev=ivsh,vectors=1
 
 # The device program must have served the whole run and must stop cleanly.
-if ! kill -0 "$dev_pid" 2>/dev/null; then
-	wait "$dev_pid"
-	result fail vmsg-device-exits-cleanly-on-SIGTERM "it had already exited with status $? before the guest finished"
-else
-	kill -TERM "$dev_pid"
-	for _ in $(seq 100); do
-		kill -0 "$dev_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$dev_pid" 2>/dev/null; then
-		kill -KILL "$dev_pid"
-		wait "$dev_pid"
-		result fail vmsg-device-exits-cleanly-on-SIGTERM "still running 10 s after SIGTERM"
-	else
-		wait "$dev_pid"
-		rc=$?
-		if [ $rc = 0 ]; then result ok vmsg-device-exits-cleanly-on-SIGTERM
-		else result fail vmsg-device-exits-cleanly-on-SIGTERM "exit status $rc"; fi
-	fi
-fi
+stop_and_check vmsg-device-exits-cleanly-on-SIGTERM "$dev_pid"
 dev_pid=
 errors=$(grep -c ' ERROR ' "$outdir/vmsg-device.log")
 if [ "$errors" = 0 ]; then result ok vmsg-device-logged-no-error

@@ -26,6 +26,33 @@ host_result() {
 	return 0
 }
 
+# Stops child process $2 with SIGTERM and records check $1 with the caller's
+# result(): ok if it exits with status 0 within 10 s; fail if it had already
+# exited, needed SIGKILL, or exited otherwise.
+stop_and_check() {
+	local name=$1 pid=$2 rc
+	if ! kill -0 "$pid" 2>/dev/null; then
+		wait "$pid"
+		result fail "$name" "it had already exited with status $? before the guest finished"
+		return
+	fi
+	kill -TERM "$pid"
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid"
+		wait "$pid"
+		result fail "$name" "still running 10 s after SIGTERM"
+		return
+	fi
+	wait "$pid"
+	rc=$?
+	if [ $rc = 0 ]; then result ok "$name"
+	else result fail "$name" "exit status $rc"; fi
+}
+
 # Writes the recorded checks as KTAP, each named <prefix><name>:
 # host_tap_write <prefix> <file>.
 host_tap_write() {

@@ -292,26 +292,7 @@ stop_device() {
 		stop_split
 		return
 	fi
-	if ! kill -0 "$dev_pid" 2>/dev/null; then
-		wait "$dev_pid"
-		result fail vmsg-device-exits-cleanly-on-SIGTERM "it had already exited with status $? before the guest finished"
-	else
-		kill -TERM "$dev_pid"
-		for _ in $(seq 100); do
-			kill -0 "$dev_pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$dev_pid" 2>/dev/null; then
-			kill -KILL "$dev_pid"
-			wait "$dev_pid"
-			result fail vmsg-device-exits-cleanly-on-SIGTERM "still running 10 s after SIGTERM"
-		else
-			wait "$dev_pid"
-			local rc=$?
-			if [ $rc = 0 ]; then result ok vmsg-device-exits-cleanly-on-SIGTERM
-			else result fail vmsg-device-exits-cleanly-on-SIGTERM "exit status $rc"; fi
-		fi
-	fi
+	stop_and_check vmsg-device-exits-cleanly-on-SIGTERM "$dev_pid"
 	dev_pid=
 }
 

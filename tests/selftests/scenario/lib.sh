@@ -52,6 +52,16 @@ wait_for() {
 # Whether a virtio device with id $1 is bound to driver $2.
 is_bound() { d=$(vdev_by_id "$1") && [ "$(bound_driver "$d")" = "$2" ]; }
 
+# Whether there are exactly $1 virtio devices, each bound to a driver.
+all_bound() {
+	n=$(ls /sys/bus/virtio/devices | wc -l)
+	[ "$n" = "$1" ] || { echo "# $n virtio devices, expected $1"; list_devices; return 1; }
+	for d in /sys/bus/virtio/devices/*; do
+		[ -e "$d" ] || continue
+		[ -n "$(bound_driver "$d")" ] || { echo "# $(basename "$d") has no driver"; return 1; }
+	done
+}
+
 # Lists the virtio devices, as diagnostics.
 list_devices() {
 	for d in /sys/bus/virtio/devices/*; do

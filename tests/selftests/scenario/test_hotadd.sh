@@ -27,15 +27,6 @@ moves_data() {
 	return 1
 }
 
-all_bound() {
-	n=$(ls /sys/bus/virtio/devices | wc -l)
-	[ "$n" = "$1" ] || { echo "# $n virtio devices, expected $1"; list_devices; return 1; }
-	for d in /sys/bus/virtio/devices/*; do
-		[ -e "$d" ] || continue
-		[ -n "$(bound_driver "$d")" ] || { echo "# $(basename "$d") has no driver"; return 1; }
-	done
-}
-
 before=$(ls /sys/bus/virtio/devices | wc -l)
 chain "no virtio-$1 before the hot add" absent
 ask_host add "$1"

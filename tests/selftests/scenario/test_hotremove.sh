@@ -27,15 +27,6 @@ removal_completes() {
 	return 1
 }
 
-all_bound() {
-	n=$(ls /sys/bus/virtio/devices | wc -l)
-	[ "$n" = "$1" ] || { echo "# $n virtio devices, expected $1"; list_devices; return 1; }
-	for d in /sys/bus/virtio/devices/*; do
-		[ -e "$d" ] || continue
-		[ -n "$(bound_driver "$d")" ] || { echo "# $(basename "$d") has no driver"; return 1; }
-	done
-}
-
 before=$(ls /sys/bus/virtio/devices | wc -l)
 chain "virtio-$1 is there before the hot remove" present
 mark=$(log_mark)

@@ -50,7 +50,11 @@ fn write_stats(link: &Arc<ShmLink>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "broken: {}", link.is_broken())?;
     writeln!(f, "detached: {}", link.is_detached())?;
     writeln!(f, "sent: {}", get(&s.sent))?;
-    writeln!(f, "received: {}", get(&s.received))?;
+    writeln!(
+        f,
+        "received: {}",
+        get(&s.received_in_irq) + get(&s.received_in_thread)
+    )?;
     writeln!(f, "received_in_irq: {}", get(&s.received_in_irq))?;
     writeln!(f, "received_in_thread: {}", get(&s.received_in_thread))?;
     writeln!(f, "dropped: {}", get(&s.dropped))?;

@@ -117,8 +117,8 @@ enum Drained {
 #[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) sent: AtomicU64,
-    pub(crate) received: AtomicU64,
-    /// Of `received`: taken in the hard interrupt handler, and in the interrupt thread.
+    /// Messages taken from the to-driver ring in the hard interrupt handler, and in the
+    /// interrupt thread.
     pub(crate) received_in_irq: AtomicU64,
     pub(crate) received_in_thread: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -301,7 +301,7 @@ impl ShmLink {
         pr_info!(
             "sent {} received {} ({} in IRQ, {} in thread) dropped {} timeouts {} doorbells {} recoveries {}\n",
             get(&s.sent),
-            get(&s.received),
+            get(&s.received_in_irq) + get(&s.received_in_thread),
             get(&s.received_in_irq),
             get(&s.received_in_thread),
             get(&s.dropped),
@@ -469,7 +469,6 @@ impl ShmLink {
                     match ring.pop(io, consumer, buf) {
                         Ok(Popped::Empty) => break,
                         Ok(Popped::Message(n)) => {
-                            self.stats.received.fetch_add(1, Ordering::Relaxed);
                             taken.fetch_add(1, Ordering::Relaxed);
                             if let Some(msg) = buf.get(..n) {
                                 self.dispatch(msg);

@@ -5,6 +5,9 @@
 //! Each module crate includes this file with `#[path]`; only these files contain `unsafe`.
 
 pub mod bus;
+// The transport's side of the bus contract; bus modules include only the client side.
+#[path = "bus/host.rs"]
+pub mod bus_host;
 pub mod codec;
 #[cfg(CONFIG_KUNIT)]
 #[path = "codec/kunit.rs"]
@@ -23,4 +26,5 @@ pub mod ffi;
 #[path = "glue/bindings.rs"]
 mod glue;
 pub mod sync;
+pub mod window_memory;
 pub mod virtio;

@@ -20,3 +20,4 @@ pub mod ffi;
 #[path = "glue/bindings.rs"]
 mod glue;
 pub mod sync;
+pub mod window_memory;

@@ -11,6 +11,7 @@ EXPORT_SYMBOL_GPL(vmsg_bus_register);
 EXPORT_SYMBOL_GPL(vmsg_bus_remove_all);
 EXPORT_SYMBOL_GPL(vmsg_bus_break_all);
 EXPORT_SYMBOL_GPL(vmsg_bus_unregister);
+EXPORT_SYMBOL_GPL(vmsg_bus_set_window);
 EXPORT_SYMBOL_GPL(vmsg_bus_add_device);
 EXPORT_SYMBOL_GPL(vmsg_bus_remove_device);
 EXPORT_SYMBOL_GPL(vmsg_bus_receive);

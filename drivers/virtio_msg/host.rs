@@ -4,7 +4,10 @@
 
 use crate::{
     instance::Instance,
-    vmsg::bus::host::{ForeignLink, Host},
+    vmsg::{
+        bus_host::{ForeignLink, Host},
+        virtio::window::Window,
+    },
 };
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
@@ -71,6 +74,10 @@ impl Host for BusHost {
 
     fn break_all(&self) {
         self.instance.break_all()
+    }
+
+    fn set_window(&self, window: Window) -> Result {
+        self.instance.set_window(window)
     }
 }
 

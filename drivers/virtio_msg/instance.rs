@@ -5,19 +5,25 @@
 use crate::{
     device::MsgDevice,
     link::{self, BusLink},
-    stats::DeviceView,
+    stats::{DeviceView, WindowView},
     vmsg::{
         codec::{transport::TransportMessage, Message},
         sync::IrqSpinLock,
-        virtio::Registration,
+        virtio::{window::Window, Registration},
     },
 };
 use kernel::{
     debugfs::{Dir, File},
     prelude::*,
     str::CString,
-    sync::Arc,
+    sync::{Arc, SetOnce},
 };
+
+/// The window of an instance and its debugfs file.
+struct InstanceWindow {
+    window: Arc<Window>,
+    _file: Pin<KBox<File<WindowView>>>,
+}
 
 /// A device of the instance: the transport object, its virtio core registration and its
 /// debugfs directory (`<instance>/dev<N>/stats`).
@@ -33,6 +39,7 @@ pub(crate) struct Slot<B: BusLink> {
 pub(crate) struct Instance<B: BusLink> {
     link: Arc<B>,
     dir: Dir,
+    window: SetOnce<InstanceWindow>,
     #[pin]
     slots: IrqSpinLock<KVec<Arc<Slot<B>>>>,
 }
@@ -43,6 +50,7 @@ impl<B: BusLink> Instance<B> {
         try_pin_init!(Self {
             link,
             dir,
+            window: SetOnce::new(),
             slots <- crate::new_irq_spinlock!(KVec::new(), c"virtio_msg_instance_slots"),
         })
     }
@@ -50,6 +58,31 @@ impl<B: BusLink> Instance<B> {
     /// Returns the bus link.
     pub(crate) fn link(&self) -> &Arc<B> {
         &self.link
+    }
+
+    /// Places the virtqueues and buffers of every device added from now on in `window`.
+    pub(crate) fn set_window(&self, window: Window) -> Result {
+        if self.window.as_ref().is_some() || !self.slots.lock().is_empty() {
+            return Err(EBUSY);
+        }
+        let window = Arc::new(window, GFP_KERNEL)?;
+        let file = KBox::pin_init(
+            self.dir.read_only_file(c"window", WindowView(window.clone())),
+            GFP_KERNEL,
+        )?;
+        let stats = window.stats();
+        let bus_base = window.bus_base();
+        if !self.window.populate(InstanceWindow {
+            window,
+            _file: file,
+        }) {
+            return Err(EBUSY);
+        }
+        pr_info!(
+            "window of {} KiB at bus address {bus_base:#x}: virtqueues and buffers bounce through it\n",
+            stats.size / 1024
+        );
+        Ok(())
     }
 
     /// Looks up device `dev_num`. Any context.
@@ -75,8 +108,11 @@ impl<B: BusLink> Instance<B> {
             return Ok(());
         };
         let info = *device.info();
-        let registration =
+        let mut registration =
             Registration::new(parent, info.device_id, info.vendor_id, device.clone())?;
+        if let Some(w) = self.window.as_ref() {
+            registration.set_window(w.window.clone())?;
+        }
         let dir = self
             .dir
             .subdir(&CString::try_from_fmt(fmt!("dev{dev_num}"))?);

@@ -4,7 +4,7 @@
 
 pub(crate) use crate::vmsg::bus::Terms as BusTerms;
 use crate::vmsg::{
-    bus::host::ForeignLink,
+    bus_host::ForeignLink,
     codec::{BusKind, Codec},
 };
 use kernel::prelude::*;

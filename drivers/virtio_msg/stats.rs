@@ -2,7 +2,7 @@
 
 //! Per-device message statistics, kept with relaxed atomics and shown in debugfs.
 
-use crate::{device::MsgDevice, link::BusLink};
+use crate::{device::MsgDevice, link::BusLink, vmsg::virtio::window::Window};
 use core::{
     fmt,
     sync::atomic::{AtomicU64, Ordering},
@@ -84,5 +84,21 @@ impl<B: BusLink> fmt::Debug for DeviceView<B> {
         writeln!(f, "protocol_errors: {}", s.protocol_errors.get())?;
         writeln!(f, "generation_retries: {}", s.generation_retries.get())?;
         write!(f, "atomic_config_reads: {}", s.atomic_config_reads.get())
+    }
+}
+
+/// The debugfs view of an instance's window (`<instance>/window`).
+pub(crate) struct WindowView(pub(crate) Arc<Window>);
+
+impl fmt::Debug for WindowView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.stats();
+        writeln!(f, "bus_base: {:#x}", self.0.bus_base())?;
+        writeln!(f, "size: {}", s.size)?;
+        writeln!(f, "in_use: {}", s.in_use)?;
+        writeln!(f, "peak: {}", s.peak)?;
+        writeln!(f, "full_refusals: {}", s.failed)?;
+        writeln!(f, "bounced_to_device: {}", s.bounced_to_device)?;
+        write!(f, "bounced_from_device: {}", s.bounced_from_device)
     }
 }

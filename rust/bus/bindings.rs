@@ -60,6 +60,14 @@ unsafe extern "C" {
     pub fn vmsg_bus_unregister(bus: *mut vmsg_bus);
 }
 unsafe extern "C" {
+    pub fn vmsg_bus_set_window(
+        bus: *mut vmsg_bus,
+        base: *mut kernel::ffi::c_void,
+        bus_base: u64_,
+        len: u64_,
+    ) -> kernel::ffi::c_int;
+}
+unsafe extern "C" {
     pub fn vmsg_bus_add_device(bus: *mut vmsg_bus, dev_num: u16_) -> kernel::ffi::c_int;
 }
 unsafe extern "C" {

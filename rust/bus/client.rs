@@ -11,6 +11,7 @@ use crate::vmsg::{
     },
     errno::eproto,
     ffi::{raw_device, to_c_int},
+    window_memory::WindowMemory,
 };
 use core::{
     ffi::c_void,
@@ -22,7 +23,7 @@ use kernel::{
     error::to_result,
     ffi::{c_int, c_uint},
     prelude::*,
-    sync::Arc,
+    sync::{Arc, SetOnce},
     time::{delay::fsleep, Delta},
 };
 
@@ -101,6 +102,8 @@ impl<T: BusOps> Table<T> {
 pub struct BusRegistration<T: BusOps> {
     raw: NonNull<raw::vmsg_bus>,
     ops: Arc<T>,
+    /// Dropped after the instance is unregistered, as the contract requires.
+    window: SetOnce<KBox<dyn WindowMemory>>,
     inflight: AtomicU32,
     closed: AtomicBool,
     unregistered: AtomicBool,
@@ -131,6 +134,7 @@ impl<T: BusOps> BusRegistration<T> {
         Ok(Self {
             raw,
             ops,
+            window: SetOnce::new(),
             inflight: AtomicU32::new(0),
             closed: AtomicBool::new(false),
             unregistered: AtomicBool::new(false),
@@ -152,6 +156,22 @@ impl<T: BusOps> BusRegistration<T> {
         };
         self.inflight.fetch_sub(1, Ordering::SeqCst);
         r
+    }
+
+    /// Gives the instance a window over `memory`, which the device side reaches at
+    /// `bus_base + offset`: every device added afterwards has its virtqueues there and its
+    /// buffers bounced through it. Once, before the first device (`EBUSY` after).
+    pub fn set_window(&self, memory: KBox<dyn WindowMemory>, bus_base: u64) -> Result {
+        let base = memory.base();
+        let len = u64::try_from(memory.size()).map_err(|_| EINVAL)?;
+        if !self.window.populate(memory) {
+            return Err(EBUSY);
+        }
+        // SAFETY: `with_raw` passes the live instance; the memory now belongs to this
+        // registration, which drops it only after `vmsg_bus_unregister` returned.
+        self.with_raw(|raw| unsafe {
+            raw::vmsg_bus_set_window(raw, base.as_ptr().cast(), bus_base, len)
+        })
     }
 
     /// Announces device `dev_num`; its driver is probed before this returns. May sleep.

@@ -6,10 +6,15 @@
 //! once; the generated `#[no_mangle]` functions are exported by the module's C file
 //! (`EXPORT_SYMBOL_GPL`).
 
-use super::{raw, Terms};
-use crate::vmsg::ffi::to_c_int;
+use super::bus::{raw, Terms};
+use crate::vmsg::{
+    codec::{min_msg_size, Layout, MAX_MSG_SIZE},
+    ffi::to_c_int,
+    virtio::window::Window,
+};
 use core::{
     ffi::c_void,
+    ptr::NonNull,
     sync::atomic::{AtomicBool, AtomicU32, Ordering},
 };
 use kernel::{
@@ -113,6 +118,26 @@ impl ForeignLink {
     }
 }
 
+/// Checks terms that come through the C ABI.
+fn terms_from_raw(t: &raw::vmsg_bus_terms) -> Result<Terms> {
+    let min = min_msg_size(t.revision).ok_or(EINVAL)?;
+    let max_msg_size = u16::try_from(t.max_msg_size)
+        .ok()
+        .filter(|m| (min..=MAX_MSG_SIZE).contains(m))
+        .ok_or(EINVAL)?;
+    let layout = match t.layout {
+        raw::VMSG_LAYOUT_REVISION1 => Layout::Revision1,
+        raw::VMSG_LAYOUT_LATE2025 => Layout::Late2025,
+        _ => return Err(EINVAL),
+    };
+    Ok(Terms {
+        revision: t.revision,
+        max_msg_size,
+        features: t.features,
+        layout,
+    })
+}
+
 /// A transport's view of one bus instance.
 pub trait Host: Sized + Send + Sync + 'static {
     /// Creates the instance for a bus that registered with `terms`.
@@ -127,6 +152,8 @@ pub trait Host: Sized + Send + Sync + 'static {
     fn remove_all(&self);
     /// Marks every device broken: the device side is unreachable. Process context.
     fn break_all(&self);
+    /// Places the virtqueues and buffers of every device added from now on in `window`.
+    fn set_window(&self, window: Window) -> Result;
 }
 
 /// What a `struct vmsg_bus *` points to.
@@ -148,7 +175,7 @@ pub unsafe fn register<H: Host>(
     priv_: *mut c_void,
 ) -> *mut raw::vmsg_bus {
     // SAFETY: The caller passes valid terms, or null.
-    let Some(terms) = (unsafe { terms.as_ref() }).and_then(|t| Terms::from_raw(t).ok()) else {
+    let Some(terms) = (unsafe { terms.as_ref() }).and_then(|t| terms_from_raw(t).ok()) else {
         pr_err!("virtio-msg: bus registration with invalid terms refused\n");
         return core::ptr::null_mut();
     };
@@ -217,6 +244,31 @@ pub unsafe fn break_all<H: Host>(bus: *mut raw::vmsg_bus) {
     unsafe { instance::<H>(bus) }.host.break_all()
 }
 
+/// Implements `vmsg_bus_set_window`.
+///
+/// # Safety
+///
+/// `bus` is a live instance of [`register::<H>`]; `base` is null or a page-aligned kernel mapping
+/// of `len` bytes that stays mapped until `vmsg_bus_unregister` returns.
+pub unsafe fn set_window<H: Host>(
+    bus: *mut raw::vmsg_bus,
+    base: *mut c_void,
+    bus_base: u64,
+    len: u64,
+) -> c_int {
+    let Some(base) = NonNull::new(base.cast::<u8>()) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: The caller keeps the memory mapped until `vmsg_bus_unregister` returns, and that
+    // removes every device, and with them their virtqueues and mappings, before it returns.
+    let window = match unsafe { Window::new_borrowed(base, len, bus_base) } {
+        Ok(w) => w,
+        Err(e) => return e.to_errno(),
+    };
+    // SAFETY: Guaranteed by the caller.
+    to_c_int(unsafe { instance::<H>(bus) }.host.set_window(window))
+}
+
 /// Implements `vmsg_bus_add_device`.
 ///
 /// # Safety
@@ -257,98 +309,114 @@ macro_rules! export_bus_host {
         ///
         /// # Safety
         ///
-        /// As [`register`]($crate::vmsg::bus::host::register) requires.
+        /// As [`register`]($crate::vmsg::bus_host::register) requires.
         #[no_mangle]
         pub(crate) unsafe extern "C" fn vmsg_bus_register(
             parent: *mut kernel::bindings::device,
-            terms: *const $crate::vmsg::bus::host::RawTerms,
-            ops: *const $crate::vmsg::bus::host::RawOps,
+            terms: *const $crate::vmsg::bus_host::RawTerms,
+            ops: *const $crate::vmsg::bus_host::RawOps,
             priv_: *mut core::ffi::c_void,
-        ) -> *mut $crate::vmsg::bus::host::RawBus {
+        ) -> *mut $crate::vmsg::bus_host::RawBus {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
-            unsafe { $crate::vmsg::bus::host::register::<$host>(parent, terms, ops, priv_) }
+            unsafe { $crate::vmsg::bus_host::register::<$host>(parent, terms, ops, priv_) }
         }
 
         /// See `vmsg_bus_unregister` in `virtio_msg_bus.h`.
         ///
         /// # Safety
         ///
-        /// As [`unregister`]($crate::vmsg::bus::host::unregister) requires.
+        /// As [`unregister`]($crate::vmsg::bus_host::unregister) requires.
         #[no_mangle]
         pub(crate) unsafe extern "C" fn vmsg_bus_unregister(
-            bus: *mut $crate::vmsg::bus::host::RawBus,
+            bus: *mut $crate::vmsg::bus_host::RawBus,
         ) {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
-            unsafe { $crate::vmsg::bus::host::unregister::<$host>(bus) }
+            unsafe { $crate::vmsg::bus_host::unregister::<$host>(bus) }
         }
 
         /// See `vmsg_bus_remove_all` in `virtio_msg_bus.h`.
         ///
         /// # Safety
         ///
-        /// As [`remove_all`]($crate::vmsg::bus::host::remove_all) requires.
+        /// As [`remove_all`]($crate::vmsg::bus_host::remove_all) requires.
         #[no_mangle]
         pub(crate) unsafe extern "C" fn vmsg_bus_remove_all(
-            bus: *mut $crate::vmsg::bus::host::RawBus,
+            bus: *mut $crate::vmsg::bus_host::RawBus,
         ) {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
-            unsafe { $crate::vmsg::bus::host::remove_all::<$host>(bus) }
+            unsafe { $crate::vmsg::bus_host::remove_all::<$host>(bus) }
         }
 
         /// See `vmsg_bus_break_all` in `virtio_msg_bus.h`.
         ///
         /// # Safety
         ///
-        /// As [`break_all`]($crate::vmsg::bus::host::break_all) requires.
+        /// As [`break_all`]($crate::vmsg::bus_host::break_all) requires.
         #[no_mangle]
         pub(crate) unsafe extern "C" fn vmsg_bus_break_all(
-            bus: *mut $crate::vmsg::bus::host::RawBus,
+            bus: *mut $crate::vmsg::bus_host::RawBus,
         ) {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
-            unsafe { $crate::vmsg::bus::host::break_all::<$host>(bus) }
+            unsafe { $crate::vmsg::bus_host::break_all::<$host>(bus) }
+        }
+
+        /// See `vmsg_bus_set_window` in `virtio_msg_bus.h`.
+        ///
+        /// # Safety
+        ///
+        /// As [`set_window`]($crate::vmsg::bus_host::set_window) requires.
+        #[no_mangle]
+        pub(crate) unsafe extern "C" fn vmsg_bus_set_window(
+            bus: *mut $crate::vmsg::bus_host::RawBus,
+            base: *mut core::ffi::c_void,
+            bus_base: u64,
+            len: u64,
+        ) -> kernel::ffi::c_int {
+            // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
+            unsafe { $crate::vmsg::bus_host::set_window::<$host>(bus, base, bus_base, len) }
         }
 
         /// See `vmsg_bus_add_device` in `virtio_msg_bus.h`.
         ///
         /// # Safety
         ///
-        /// As [`add_device`]($crate::vmsg::bus::host::add_device) requires.
+        /// As [`add_device`]($crate::vmsg::bus_host::add_device) requires.
         #[no_mangle]
         pub(crate) unsafe extern "C" fn vmsg_bus_add_device(
-            bus: *mut $crate::vmsg::bus::host::RawBus,
+            bus: *mut $crate::vmsg::bus_host::RawBus,
             dev_num: u16,
         ) -> kernel::ffi::c_int {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
-            unsafe { $crate::vmsg::bus::host::add_device::<$host>(bus, dev_num) }
+            unsafe { $crate::vmsg::bus_host::add_device::<$host>(bus, dev_num) }
         }
 
         /// See `vmsg_bus_remove_device` in `virtio_msg_bus.h`.
         ///
         /// # Safety
         ///
-        /// As [`remove_device`]($crate::vmsg::bus::host::remove_device) requires.
+        /// As [`remove_device`]($crate::vmsg::bus_host::remove_device) requires.
         #[no_mangle]
         pub(crate) unsafe extern "C" fn vmsg_bus_remove_device(
-            bus: *mut $crate::vmsg::bus::host::RawBus,
+            bus: *mut $crate::vmsg::bus_host::RawBus,
             dev_num: u16,
         ) -> kernel::ffi::c_int {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
-            unsafe { $crate::vmsg::bus::host::remove_device::<$host>(bus, dev_num) }
+            unsafe { $crate::vmsg::bus_host::remove_device::<$host>(bus, dev_num) }
         }
 
         /// See `vmsg_bus_receive` in `virtio_msg_bus.h`.
         ///
         /// # Safety
         ///
-        /// As [`receive`]($crate::vmsg::bus::host::receive) requires.
+        /// As [`receive`]($crate::vmsg::bus_host::receive) requires.
         #[no_mangle]
         pub(crate) unsafe extern "C" fn vmsg_bus_receive(
-            bus: *mut $crate::vmsg::bus::host::RawBus,
+            bus: *mut $crate::vmsg::bus_host::RawBus,
             msg: *const core::ffi::c_void,
             len: kernel::ffi::c_uint,
         ) -> kernel::ffi::c_int {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
-            unsafe { $crate::vmsg::bus::host::receive::<$host>(bus, msg, len) }
+            unsafe { $crate::vmsg::bus_host::receive::<$host>(bus, msg, len) }
         }
     };
 }

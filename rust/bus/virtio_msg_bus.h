@@ -71,6 +71,16 @@ void vmsg_bus_break_all(struct vmsg_bus *bus);
  * started: call vmsg_bus_remove_all() first, then stop receiving.
  */
 void vmsg_bus_unregister(struct vmsg_bus *bus);
+/*
+ * Gives the instance a window: @len bytes (page-aligned, a multiple of the
+ * page size) mapped at @base, which the device side reaches at bus addresses
+ * @bus_base + offset and nothing else of the driver's memory. Every device
+ * added afterwards has its virtqueues placed there and its buffers bounced
+ * through it, and must offer VIRTIO_F_ACCESS_PLATFORM. Once per instance,
+ * before the first vmsg_bus_add_device(); the memory must stay mapped until
+ * vmsg_bus_unregister() returns. May sleep.
+ */
+int vmsg_bus_set_window(struct vmsg_bus *bus, void *base, u64 bus_base, u64 len);
 /* Announces device @dev_num; its driver is probed before this returns. May sleep. */
 int vmsg_bus_add_device(struct vmsg_bus *bus, u16 dev_num);
 /* Withdraws device @dev_num; its driver is removed before this returns. May sleep. */

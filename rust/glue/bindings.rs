@@ -146,6 +146,37 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn vmsg_vdev_has_feature(vdev: *mut vmsg_vdev, bit: kernel::ffi::c_uint) -> bool;
 }
+#[repr(C)]
+#[derive(Debug)]
+pub struct vmsg_window {
+    _unused: [u8; 0],
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct vmsg_window_stats {
+    pub size: u64_,
+    pub in_use: u64_,
+    pub peak: u64_,
+    pub failed: u64_,
+    pub bounced_to_device: u64_,
+    pub bounced_from_device: u64_,
+}
+unsafe extern "C" {
+    pub fn vmsg_window_new(
+        base: *mut kernel::ffi::c_void,
+        bus_base: u64_,
+        len: u64_,
+    ) -> *mut vmsg_window;
+}
+unsafe extern "C" {
+    pub fn vmsg_window_free(w: *mut vmsg_window);
+}
+unsafe extern "C" {
+    pub fn vmsg_window_get_stats(w: *mut vmsg_window, out: *mut vmsg_window_stats);
+}
+unsafe extern "C" {
+    pub fn vmsg_vdev_set_window(vdev: *mut vmsg_vdev, w: *mut vmsg_window);
+}
 unsafe extern "C" {
     pub fn vmsg_spin_lock_irqsave(lock: *mut kernel::ffi::c_void) -> kernel::ffi::c_ulong;
 }

@@ -84,6 +84,33 @@ int vmsg_vdev_index(struct vmsg_vdev *vdev);
 struct device *vmsg_vdev_device(struct vmsg_vdev *vdev);
 bool vmsg_vdev_has_feature(struct vmsg_vdev *vdev, unsigned int bit);
 
+/*
+ * A window (window.c): memory the device side reaches at bus addresses
+ * bus_base + offset, where a device's virtqueues are placed and through which
+ * every buffer is bounced. @base is a page-aligned kernel mapping of @len
+ * bytes (a multiple of the page size) that must stay valid until the window
+ * is freed; NULL on bad arguments or no memory.
+ */
+struct vmsg_window;
+struct vmsg_window_stats {
+	u64 size;
+	/* Bytes reserved now and at most; reservations refused for lack of space. */
+	u64 in_use;
+	u64 peak;
+	u64 failed;
+	u64 bounced_to_device;
+	u64 bounced_from_device;
+};
+struct vmsg_window *vmsg_window_new(void *base, u64 bus_base, u64 len);
+/* Frees the window; no device may use it any more. */
+void vmsg_window_free(struct vmsg_window *w);
+void vmsg_window_get_stats(struct vmsg_window *w, struct vmsg_window_stats *out);
+/*
+ * Places the device's virtqueues and buffers in @w from the next find_vqs on.
+ * Before registration only; @w must outlive the device's virtqueues.
+ */
+void vmsg_vdev_set_window(struct vmsg_vdev *vdev, struct vmsg_window *w);
+
 /* An irq-saving spinlock for Rust (the kernel crate of 7.2 has none). */
 unsigned long vmsg_spin_lock_irqsave(void *lock);
 bool vmsg_spin_trylock_irqsave(void *lock, unsigned long *flags);

@@ -10,6 +10,7 @@
 #include <linux/spinlock.h>
 #include <linux/preempt.h>
 #include "glue.h"
+#include "window.h"
 
 struct vmsg_vdev {
 	struct virtio_device vdev;
@@ -21,6 +22,8 @@ struct vmsg_vdev {
 	unsigned int nvqs;
 	/* Set while registered with the virtio core. */
 	bool registered;
+	/* Where virtqueues and buffers live, or NULL for the DMA API's addresses. */
+	struct vmsg_window *window;
 };
 
 static struct vmsg_vdev *to_vmsg(struct virtio_device *vdev)
@@ -85,6 +88,12 @@ static int vmsg_finalize_features(struct virtio_device *vdev)
 
 	/* Give virtio_ring a chance to accept features. */
 	vring_transport_features(vdev);
+	/* Without it the virtio core would bypass the window with physical addresses. */
+	if (v->window && !__virtio_test_bit(vdev, VIRTIO_F_ACCESS_PLATFORM)) {
+		dev_err(&vdev->dev,
+			"the device side reaches only the bus window but does not offer VIRTIO_F_ACCESS_PLATFORM\n");
+		return -ENODEV;
+	}
 	return v->ops->finalize_features(v->owner, v, vdev->features_array);
 }
 
@@ -154,8 +163,9 @@ static int vmsg_find_vqs(struct virtio_device *vdev, unsigned int nvqs, struct v
 			err = max ? max : -ENOENT;
 			goto fail;
 		}
-		vq = vring_create_virtqueue(index, max, SMP_CACHE_BYTES, vdev, true, true,
-					    info->ctx, vmsg_notify, info->callback, info->name);
+		vq = vring_create_virtqueue_map(index, max, SMP_CACHE_BYTES, vdev, true, true,
+						info->ctx, vmsg_notify, info->callback, info->name,
+						vdev->vmap);
 		if (!vq) {
 			err = -ENOMEM;
 			goto fail;
@@ -203,6 +213,77 @@ static bool vmsg_get_shm_region(struct virtio_device *vdev, struct virtio_shm_re
 	return v->ops->get_shm_region(v->owner, v, id, &region->addr, &region->len);
 }
 
+/*
+ * Map operations of a device with a window: the virtio core passes
+ * vdev->vmap, whose dma_dev is the virtio device itself.
+ */
+static struct vmsg_window *map_window(union virtio_map map)
+{
+	return to_vmsg(dev_to_virtio(map.dma_dev))->window;
+}
+
+static dma_addr_t vmsg_map_page(union virtio_map map, struct page *page, unsigned long offset,
+				size_t size, enum dma_data_direction dir, unsigned long attrs)
+{
+	return vmsg_window_map(map_window(map), page, offset, size, dir);
+}
+
+static void vmsg_unmap_page(union virtio_map map, dma_addr_t handle, size_t size,
+			    enum dma_data_direction dir, unsigned long attrs)
+{
+	vmsg_window_unmap(map_window(map), handle, size, dir);
+}
+
+static void vmsg_sync_for_cpu(union virtio_map map, dma_addr_t handle, size_t size,
+			      enum dma_data_direction dir)
+{
+	vmsg_window_sync(map_window(map), handle, size, dir, false);
+}
+
+static void vmsg_sync_for_device(union virtio_map map, dma_addr_t handle, size_t size,
+				 enum dma_data_direction dir)
+{
+	vmsg_window_sync(map_window(map), handle, size, dir, true);
+}
+
+static void *vmsg_map_alloc(union virtio_map map, size_t size, dma_addr_t *handle, gfp_t gfp)
+{
+	return vmsg_window_alloc(map_window(map), size, handle);
+}
+
+static void vmsg_map_free(union virtio_map map, size_t size, void *vaddr, dma_addr_t handle,
+			  unsigned long attrs)
+{
+	vmsg_window_free_coherent(map_window(map), size, handle);
+}
+
+static bool vmsg_need_sync(union virtio_map map, dma_addr_t handle)
+{
+	return true;
+}
+
+static int vmsg_mapping_error(union virtio_map map, dma_addr_t handle)
+{
+	return handle == DMA_MAPPING_ERROR ? -ENOMEM : 0;
+}
+
+static size_t vmsg_max_mapping_size(union virtio_map map)
+{
+	return vmsg_window_max_mapping(map_window(map));
+}
+
+static const struct virtio_map_ops vmsg_window_map_ops = {
+	.map_page = vmsg_map_page,
+	.unmap_page = vmsg_unmap_page,
+	.sync_single_for_cpu = vmsg_sync_for_cpu,
+	.sync_single_for_device = vmsg_sync_for_device,
+	.alloc = vmsg_map_alloc,
+	.free = vmsg_map_free,
+	.need_sync = vmsg_need_sync,
+	.mapping_error = vmsg_mapping_error,
+	.max_mapping_size = vmsg_max_mapping_size,
+};
+
 static const struct virtio_config_ops vmsg_config_ops = {
 	.get = vmsg_get,
 	.set = vmsg_set,
@@ -244,7 +325,16 @@ struct vmsg_vdev *vmsg_vdev_new(struct device *parent, u32 device_id, u32 vendor
 	v->vdev.id.device = device_id;
 	v->vdev.id.vendor = vendor_id;
 	v->vdev.config = &vmsg_config_ops;
+	/* Without a window the DMA API maps for the bus device, as virtio-mmio does. */
+	v->vdev.vmap.dma_dev = parent;
 	return v;
+}
+
+void vmsg_vdev_set_window(struct vmsg_vdev *v, struct vmsg_window *w)
+{
+	v->window = w;
+	v->vdev.map = &vmsg_window_map_ops;
+	v->vdev.vmap.dma_dev = &v->vdev.dev;
 }
 
 int vmsg_vdev_register(struct vmsg_vdev *v)

@@ -29,6 +29,9 @@ use super::{
     glue,
 };
 
+pub mod window;
+use window::Window;
+
 /// Number of 64-bit words in a feature set (128 feature bits in Linux 7.2).
 pub const FEATURE_WORDS: usize = glue::VMSG_FEATURE_WORDS as usize;
 
@@ -407,6 +410,8 @@ const INITIALISED: u8 = 2;
 pub struct Registration {
     dev: Device,
     state: AtomicU8,
+    /// Kept until the device's virtqueues are gone (they are by the end of `unregister`).
+    window: Option<Arc<Window>>,
 }
 
 impl Registration {
@@ -433,7 +438,23 @@ impl Registration {
         Ok(Self {
             dev: Device { raw },
             state: AtomicU8::new(NEW),
+            window: None,
         })
+    }
+
+    /// Places the device's virtqueues in `window` and bounces its buffers through it.
+    ///
+    /// Before [`Registration::register`] only (`EBUSY` after).
+    pub fn set_window(&mut self, window: Arc<Window>) -> Result {
+        if self.state.load(Ordering::Acquire) != NEW {
+            return Err(EBUSY);
+        }
+        // SAFETY: The device is not registered (state `NEW`, and `&mut self` keeps `register`
+        // from running concurrently); the registration keeps the window until it is dropped,
+        // after `unregister` removed the driver and with it every virtqueue.
+        unsafe { self.dev.set_window(&window) };
+        self.window = Some(window);
+        Ok(())
     }
 
     /// Registers the device with the virtio core, which probes the matching driver before this

@@ -4,7 +4,7 @@
 //! virtqueues and bounce buffers its device side reaches.
 
 use core::ptr::NonNull;
-use kernel::{bindings, device::Bound, pci, prelude::*};
+use kernel::{bindings, device::Bound, pci, prelude::*, sync::Arc};
 
 /// Memory that can back a window.
 ///
@@ -72,5 +72,34 @@ impl Drop for BarMemory {
     fn drop(&mut self) {
         // SAFETY: By the type invariant `base` is a live `memremap` mapping.
         unsafe { bindings::memunmap(self.base.as_ptr().cast()) }
+    }
+}
+
+/// Window memory that outlives one registration: each registration of a bus instance (a new one
+/// after every recovery) gets a [`SharedWindow::share`] of the same mapping.
+pub struct SharedWindow(Arc<dyn WindowMemory>);
+
+impl SharedWindow {
+    /// Wraps `memory`.
+    pub fn new(memory: impl WindowMemory + 'static) -> Result<Self> {
+        let memory: Arc<dyn WindowMemory> = Arc::new(memory, GFP_KERNEL)?;
+        Ok(Self(memory))
+    }
+
+    /// Returns a handle on the same memory for one registration.
+    pub fn share(&self) -> Result<KBox<dyn WindowMemory>> {
+        let handle: KBox<dyn WindowMemory> = KBox::new(SharedWindow(self.0.clone()), GFP_KERNEL)?;
+        Ok(handle)
+    }
+}
+
+// SAFETY: The mapping is the shared one, which lives while any handle on it does.
+unsafe impl WindowMemory for SharedWindow {
+    fn base(&self) -> NonNull<u8> {
+        self.0.base()
+    }
+
+    fn size(&self) -> usize {
+        self.0.size()
     }
 }

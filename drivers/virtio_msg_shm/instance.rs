@@ -4,7 +4,12 @@
 //! devices with the transport), tear-down, and recovery by detaching and attaching again once
 //! the rings became unusable (Documentation/shm-bus.rst, "Attaching, detaching and recovery").
 
-use crate::{link::ShmLink, negotiate, vmsg::bus::client::BusRegistration};
+use crate::{
+    link::ShmLink,
+    negotiate,
+    region::WINDOW_BUS_BASE,
+    vmsg::{bus::client::BusRegistration, window_memory::SharedWindow},
+};
 use kernel::{device::Device, prelude::*, sync::aref::ARef, sync::Arc};
 
 /// One bus instance: its link and what bring-up needs again at recovery.
@@ -14,15 +19,23 @@ pub(crate) struct Instance {
     parent: ARef<Device>,
     /// The largest message this driver proposes.
     our_max: u32,
+    /// The window in the region, if the device side set one up: every registration gets it.
+    window: Option<SharedWindow>,
 }
 
 impl Instance {
     /// Describes the instance of `link`, whose devices hang off `parent`.
-    pub(crate) fn new(link: Arc<ShmLink>, parent: ARef<Device>, our_max: u32) -> Self {
+    pub(crate) fn new(
+        link: Arc<ShmLink>,
+        parent: ARef<Device>,
+        our_max: u32,
+        window: Option<SharedWindow>,
+    ) -> Self {
         Self {
             link,
             parent,
             our_max,
+            window,
         }
     }
 
@@ -52,6 +65,14 @@ impl Instance {
             BusRegistration::new(Some(&self.parent), terms, link.clone())?,
             GFP_KERNEL,
         )?;
+        if let Some(w) = &self.window {
+            // Before the first device; a failure leaves nothing registered.
+            if let Err(e) = registration.set_window(w.share()?, WINDOW_BUS_BASE) {
+                dev_err!(self.parent, "window refused by the transport: {e:?}\n");
+                registration.unregister();
+                return Err(e);
+            }
+        }
         link.set_registration(registration.clone());
         for &n in devices.iter() {
             if let Err(e) = registration.add_device(n) {

@@ -25,7 +25,16 @@ mod hdr {
     pub(super) const DEVICE_PEER: usize = 0x1c;
     pub(super) const DEVICE_STATE: usize = 0x20;
     pub(super) const DRIVER_STATE: usize = 0x24;
+    pub(super) const WINDOW_OFFSET: usize = 0x28;
+    pub(super) const WINDOW_SIZE: usize = 0x30;
 }
+
+/// Bus address of a window's first byte: area 1 (`area_id << 48 | offset`); area 0 would be
+/// ambiguous with guest-physical addresses.
+pub(crate) const WINDOW_BUS_BASE: u64 = 1 << 48;
+
+/// Window alignment and size granularity.
+const WINDOW_ALIGN: u64 = 4096;
 
 /// Ring field offsets, from the ring's start.
 const RING_PRODUCER: usize = 0;
@@ -51,6 +60,8 @@ pub(crate) struct Layout {
     pub(crate) device_peer: u32,
     pub(crate) to_device: Ring,
     pub(crate) to_driver: Ring,
+    /// The window (offset, size) in the region, if the device side set one up.
+    pub(crate) window: Option<(u64, u64)>,
 }
 
 /// Why a region was refused, for the log.
@@ -101,11 +112,34 @@ impl Layout {
         if a < b + ring_len && b < a + ring_len {
             return Err(bad("ring overlap at", r(hdr::TO_DRIVER)?));
         }
+        let r64 = |off| -> Result<u64> {
+            Ok(u64::from(r(off)?) | (u64::from(r(off + 4)?) << 32))
+        };
+        let window = match (r64(hdr::WINDOW_OFFSET)?, r64(hdr::WINDOW_SIZE)?) {
+            (0, 0) => None,
+            (offset, size) => {
+                let end = offset.saturating_add(size);
+                let clear_of = |ring: u64| end <= ring || offset >= ring + ring_len;
+                if offset % WINDOW_ALIGN != 0
+                    || size == 0
+                    || size % WINDOW_ALIGN != 0
+                    || end > len as u64
+                    || offset < u64::from(HEADER_SIZE)
+                    || !clear_of(a)
+                    || !clear_of(b)
+                {
+                    pr_err!("region header: bad window: offset {offset:#x}, size {size:#x}\n");
+                    return Err(EINVAL);
+                }
+                Some((offset, size))
+            }
+        };
         Ok(Self {
             slot_size,
             device_peer: r(hdr::DEVICE_PEER)?,
             to_device,
             to_driver,
+            window,
         })
     }
 }

@@ -26,6 +26,7 @@ mod negotiate;
 mod region;
 
 use instance::Instance;
+use vmsg::window_memory::{BarMemory, SharedWindow};
 use link::{RxHandler, ShmLink, REGS_SIZE};
 use liveness::Liveness;
 
@@ -78,8 +79,18 @@ impl ShmDriver {
             ),
             GFP_KERNEL,
         )?;
+        let window = match layout.window {
+            Some((offset, size)) => {
+                let size = usize::try_from(size).map_err(|_| EINVAL)?;
+                let memory = BarMemory::new(pdev, 2, offset, size).inspect_err(|e| {
+                    dev_err!(pdev.as_ref(), "cannot map the window: {e:?}\n");
+                })?;
+                Some(SharedWindow::new(memory)?)
+            }
+            None => None,
+        };
         let instance = Arc::new(
-            Instance::new(link.clone(), pdev.as_ref().into(), our_max),
+            Instance::new(link.clone(), pdev.as_ref().into(), our_max, window),
             GFP_KERNEL,
         )?;
         link.attach()?;

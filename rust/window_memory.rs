@@ -86,6 +86,11 @@ impl SharedWindow {
         Ok(Self(memory))
     }
 
+    /// Wraps memory that is already shared.
+    pub fn from_arc(memory: Arc<dyn WindowMemory>) -> Self {
+        Self(memory)
+    }
+
     /// Returns a handle on the same memory for one registration.
     pub fn share(&self) -> Result<KBox<dyn WindowMemory>> {
         let handle: KBox<dyn WindowMemory> = KBox::new(SharedWindow(self.0.clone()), GFP_KERNEL)?;

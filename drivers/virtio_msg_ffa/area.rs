@@ -3,10 +3,11 @@
 //! Memory areas: pages shared with the partition by `FFA_MEM_SHARE` and announced with
 //! AREA_SHARE, so that bus addresses `area_id << 48 | offset` name bytes inside them.
 //!
-//! The transport does not place virtqueues in areas yet (it gives the DMA layer's addresses);
-//! this is the bus side of it, tested against the fake partition.
+//! At bring-up one area becomes the instance's window (see `Link::share_window`): the transport
+//! places every device's virtqueues in it and bounces buffers through it.
 
 use crate::{
+    ffa::MappedPages,
     link::{inc, Link, Reply, SharedArea},
     partition::Partition,
     vmsg::codec::{
@@ -17,6 +18,7 @@ use crate::{
 use kernel::{
     page::Page,
     prelude::*,
+    sync::Arc,
     time::{delay::fsleep, Delta},
 };
 
@@ -53,15 +55,15 @@ impl<P: Partition> Link<P> {
 
     /// Gives `pages` back to the page allocator once the partition lost access; leaks them
     /// (with a log line) when `FFA_MEM_RECLAIM` fails, as the partition may still write them.
-    fn reclaim_or_leak(&self, handle: u64, pages: KVec<Page>) -> Result {
+    fn reclaim_or_leak(&self, handle: u64, memory: Arc<MappedPages>) -> Result {
         match self.partition().reclaim(handle) {
             Ok(()) => Ok(()),
             Err(e) => {
                 pr_err!(
                     "memory handle {handle:#x} not reclaimed ({e:?}); leaking {} page(s)\n",
-                    pages.len()
+                    memory.pages().len()
                 );
-                core::mem::forget(pages);
+                core::mem::forget(memory);
                 Err(e)
             }
         }
@@ -70,10 +72,6 @@ impl<P: Partition> Link<P> {
     /// Shares `pages` with the partition and announces them as a new area; returns its id.
     /// `ENOSPC` past the partition's `max_areas`; the FF-A error when sharing fails; `EIO`
     /// when the partition refuses the area (the memory is reclaimed).
-    #[cfg_attr(
-        not(CONFIG_KUNIT),
-        expect(dead_code, reason = "the transport does not use areas yet")
-    )]
     pub(crate) fn share_area(&self, pages: KVec<Page>) -> Result<u16> {
         let max_areas = self.negotiated().ok_or(ENODEV)?.max_areas;
         let page_count = u32::try_from(pages.len()).map_err(|_| EINVAL)?;
@@ -86,7 +84,8 @@ impl<P: Partition> Link<P> {
         let id = (0..max_areas)
             .find(|id| !areas.iter().any(|a| a.id == *id))
             .ok_or(ENOSPC)?;
-        let handle = self.partition().share(&pages, 0)?;
+        let memory = Arc::new(MappedPages::new(pages)?, GFP_KERNEL)?;
+        let handle = self.partition().share(memory.pages(), 0)?;
         let area = Area {
             area_id: id,
             handle,
@@ -95,31 +94,33 @@ impl<P: Partition> Link<P> {
             attributes: 0,
         };
         if let Err(e) = self.area_call(true, area) {
-            let _ = self.reclaim_or_leak(handle, pages);
+            let _ = self.reclaim_or_leak(handle, memory);
             return Err(e);
         }
         let shared = SharedArea {
             id,
             handle,
-            pages,
+            memory,
             released: false,
         };
         if let Err(e) = areas.push_within_capacity(shared) {
             // Not reached (capacity was reserved); keep every shared area listed anyway.
-            let SharedArea { handle, pages, .. } = e.0;
+            let SharedArea { handle, memory, .. } = e.0;
             let _ = self.area_call(false, area);
-            let _ = self.reclaim_or_leak(handle, pages);
+            let _ = self.reclaim_or_leak(handle, memory);
             return Err(ENOMEM);
         }
         Ok(id)
     }
 
+    /// Returns the memory of area `id`.
+    pub(crate) fn area_memory(&self, id: u16) -> Option<Arc<MappedPages>> {
+        let areas = self.areas.lock();
+        areas.iter().find(|a| a.id == id).map(|a| a.memory.clone())
+    }
+
     /// Withdraws area `id` (AREA_UNSHARE, unless the partition released it) and reclaims its
     /// memory.
-    #[cfg_attr(
-        not(CONFIG_KUNIT),
-        expect(dead_code, reason = "the transport does not use areas yet")
-    )]
     pub(crate) fn unshare_area(&self, id: u16) -> Result {
         let area = {
             let mut areas = self.areas.lock();
@@ -131,7 +132,7 @@ impl<P: Partition> Link<P> {
 
     fn withdraw(&self, area: SharedArea) -> Result {
         if !area.released {
-            let page_count = u32::try_from(area.pages.len()).map_err(|_| EINVAL)?;
+            let page_count = u32::try_from(area.memory.pages().len()).map_err(|_| EINVAL)?;
             let desc = Area {
                 area_id: area.id,
                 handle: area.handle,
@@ -143,7 +144,7 @@ impl<P: Partition> Link<P> {
                 pr_warn!("AREA_UNSHARE of area {} failed: {e:?}\n", area.id);
             }
         }
-        self.reclaim_or_leak(area.handle, area.pages)
+        self.reclaim_or_leak(area.handle, area.memory)
     }
 
     /// Withdraws every area (at removal).

@@ -32,6 +32,7 @@ fn config() -> Config {
         busy_timeout_ms: 50,
         poll_ms: 5,
         notification_id: 3,
+        window_pages: 0,
     }
 }
 
@@ -40,7 +41,11 @@ struct Bus(Arc<Link<FakePartition>>);
 
 impl Bus {
     fn new(model: Model) -> Result<Self> {
-        Ok(Self(Link::new(FakePartition::new(model), config())?))
+        Self::with_config(model, config())
+    }
+
+    fn with_config(model: Model, config: Config) -> Result<Self> {
+        Ok(Self(Link::new(FakePartition::new(model), config)?))
     }
 
     /// A link brought up against `model`, with the first event drain done (so that a test
@@ -380,6 +385,36 @@ mod tests {
         assert!(bus
             .fake()
             .with(|m| m.areas.is_empty() && m.shared.is_empty()));
+        Ok(())
+    }
+
+    #[test]
+    fn window_is_shared_at_bring_up() -> Result {
+        let windowed = Config {
+            window_pages: 4,
+            ..config()
+        };
+        // Shared as area 0 before any device is added, withdrawn at removal.
+        let bus = Bus::with_config(Model::alp2(), windowed)?;
+        bus.0.bring_up(None)?;
+        let announced = bus
+            .fake()
+            .with(|m| m.areas.first().map(|a| (a.area_id, a.page_count, a.handle)));
+        assert_eq!(announced, Some((0, 4, 0x1000)));
+        assert_eq!(bus.0.area_memory(0).map(|m| m.pages().len()), Some(4));
+        bus.0.shutdown();
+        assert!(bus
+            .fake()
+            .with(|m| m.areas.is_empty() && m.reclaimed.as_slice() == [0x1000]));
+        // A partition without areas (ALP1), or one whose FFA_MEM_SHARE fails: the bus comes up
+        // without a window.
+        let bus = Bus::with_config(Model::alp1(), windowed)?;
+        bus.0.bring_up(None)?;
+        assert!(bus.fake().with(|m| m.areas.is_empty() && m.shared.is_empty()));
+        let bus = Bus::with_config(Model::alp2(), windowed)?;
+        bus.fake().with(|m| m.share_error = Some(ENOMEM));
+        bus.0.bring_up(None)?;
+        assert!(bus.fake().with(|m| m.areas.is_empty()));
         Ok(())
     }
 

@@ -57,6 +57,10 @@ module! {
             default: 0,
             description: "FF-A notification id (0-63) the partition is asked to signal events with",
         },
+        window_kib: u32 {
+            default: 2048,
+            description: "KiB shared with the partition as the window for virtqueues and bounce buffers (0: none, the partition gets DMA addresses)",
+        },
     },
 }
 
@@ -76,6 +80,8 @@ fn config() -> Result<Config> {
         busy_timeout_ms: *module_parameters::busy_timeout_ms.value(),
         poll_ms: (*module_parameters::poll_ms.value()).max(1),
         notification_id,
+        window_pages: (*module_parameters::window_kib.value() as usize * 1024)
+            .div_ceil(kernel::page::PAGE_SIZE),
     })
 }
 

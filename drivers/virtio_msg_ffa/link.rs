@@ -68,6 +68,8 @@ pub(crate) struct Config {
     pub(crate) poll_ms: u32,
     /// The FF-A notification id asked for pending events.
     pub(crate) notification_id: u8,
+    /// Pages of the window shared at bring-up for virtqueues and buffers; 0 for none.
+    pub(crate) window_pages: usize,
 }
 
 /// How the partition signals pending events.
@@ -167,7 +169,7 @@ struct QueuedEvent {
 pub(crate) struct SharedArea {
     pub(crate) id: u16,
     pub(crate) handle: u64,
-    pub(crate) pages: KVec<kernel::page::Page>,
+    pub(crate) memory: Arc<crate::ffa::MappedPages>,
     /// The partition said it no longer uses the area (AREA_RELEASE).
     pub(crate) released: bool,
 }

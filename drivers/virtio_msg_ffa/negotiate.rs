@@ -22,9 +22,10 @@ use crate::{
             TRANSPORT_REVISION_1,
         },
         errno::eproto,
+        window_memory::{SharedWindow, WindowMemory},
     },
 };
-use kernel::{prelude::*, sync::Arc};
+use kernel::{page::Page, prelude::*, sync::Arc};
 
 /// Bus version of the ALP2 VERSION layout (DEN0153 ALP2), proposed first.
 pub(crate) const BUS_VERSION_ALP2: u32 = 2;
@@ -234,12 +235,44 @@ impl<P: Partition> Link<P> {
         );
         let side = Arc::new(BusSide(self.clone()), GFP_KERNEL)?;
         let registration = Arc::new(BusRegistration::new(parent, n.terms, side)?, GFP_KERNEL)?;
+        if self.config.window_pages > 0 {
+            if let Err(e) = self.share_window(&registration, n.max_areas) {
+                pr_warn!(
+                    "no window shared ({e:?}): devices get the DMA layer's addresses, which the partition must reach by itself\n"
+                );
+            }
+        }
         self.set_registration(Some(registration.clone()));
         self.start_events(mode);
         for &dev_num in devices.iter() {
             if let Err(e) = registration.add_device(dev_num) {
                 pr_warn!("device {dev_num} could not be added: {e:?}\n");
             }
+        }
+        Ok(())
+    }
+
+    /// Shares `config.window_pages` pages as an area and makes them the instance's window: the
+    /// transport places virtqueues there and bounces buffers through it, at bus addresses
+    /// `area_id << 48 | offset`.
+    fn share_window(
+        &self,
+        registration: &BusRegistration<BusSide<P>>,
+        max_areas: u16,
+    ) -> Result {
+        if max_areas == 0 {
+            return Err(ENOSPC);
+        }
+        let mut pages = KVec::with_capacity(self.config.window_pages, GFP_KERNEL)?;
+        for _ in 0..self.config.window_pages {
+            pages.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
+        }
+        let id = self.share_area(pages)?;
+        let memory: Arc<dyn WindowMemory> = self.area_memory(id).ok_or(ENOENT)?;
+        let window = KBox::new(SharedWindow::from_arc(memory), GFP_KERNEL)?;
+        if let Err(e) = registration.set_window(window, u64::from(id) << 48) {
+            let _ = self.unshare_area(id);
+            return Err(e);
         }
         Ok(())
     }

@@ -104,3 +104,9 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn vmsg_ffa_mem_reclaim(dev: *mut ffa_device, handle: u64_) -> kernel::ffi::c_int;
 }
+unsafe extern "C" {
+    pub fn vmsg_ffa_vmap(pages: *mut *mut page, count: u32_) -> *mut kernel::ffi::c_void;
+}
+unsafe extern "C" {
+    pub fn vmsg_ffa_vunmap(addr: *mut kernel::ffi::c_void);
+}

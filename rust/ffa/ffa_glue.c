@@ -12,6 +12,7 @@
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/uuid.h>
+#include <linux/vmalloc.h>
 #include "ffa_glue.h"
 
 static_assert(VMSG_FFA_DIRECT2_SIZE == sizeof(struct ffa_send_direct_data2));
@@ -226,4 +227,14 @@ int vmsg_ffa_mem_share(struct ffa_device *dev, struct page **pages, u32 npages, 
 int vmsg_ffa_mem_reclaim(struct ffa_device *dev, u64 handle)
 {
 	return dev->ops->mem_ops->memory_reclaim(handle, 0);
+}
+
+void *vmsg_ffa_vmap(struct page **pages, u32 count)
+{
+	return vmap(pages, count, VM_MAP, PAGE_KERNEL);
+}
+
+void vmsg_ffa_vunmap(void *addr)
+{
+	vunmap(addr);
 }

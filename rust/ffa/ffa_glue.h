@@ -117,4 +117,11 @@ int vmsg_ffa_mem_share(struct ffa_device *dev, struct page **pages, u32 npages, 
 /* FFA_MEM_RECLAIM of a handle vmsg_ffa_mem_share() returned. May sleep. */
 int vmsg_ffa_mem_reclaim(struct ffa_device *dev, u64 handle);
 
+/*
+ * Maps @count pages contiguously in kernel virtual memory (vmap), so that
+ * pages shared with a partition can serve as one window. NULL on failure.
+ */
+void *vmsg_ffa_vmap(struct page **pages, u32 count);
+void vmsg_ffa_vunmap(void *addr);
+
 #endif /* VMSG_FFA_GLUE_H */

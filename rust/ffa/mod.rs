@@ -11,7 +11,8 @@
 //! * [`Device`] is one partition: its id and properties, direct messaging
 //!   ([`Device::direct_req2`], `FFA_MSG_SEND_DIRECT_REQ2`) and memory sharing
 //!   ([`Device::mem_share`], [`Device::mem_reclaim`]);
-//! * [`Notification`] binds an FF-A notification from a partition to a [`NotifyHandler`].
+//! * [`Notification`] binds an FF-A notification from a partition to a [`NotifyHandler`];
+//! * [`MappedPages`] maps pages to share contiguously, so that they serve as one window.
 //!
 //! Only built on arm64 kernels with `CONFIG_ARM_FFA_TRANSPORT`; include it from a module crate
 //! root with `#[path]` and link `rust/ffa/ffa_glue.o`.
@@ -376,5 +377,66 @@ impl<T: Driver> Drop for Registration<T> {
     fn drop(&mut self) {
         // SAFETY: By the type invariant `raw` is registered; it is not used afterwards.
         unsafe { raw::vmsg_ffa_driver_unregister(self.raw.as_ptr()) };
+    }
+}
+
+/// Pages mapped contiguously in kernel virtual memory (`vmap`), to be shared with a partition
+/// and used as one window.
+///
+/// # Invariants
+///
+/// `base` is the `vmap` mapping of `pages`, in order, unmapped on drop before the pages are
+/// freed.
+pub struct MappedPages {
+    base: NonNull<u8>,
+    pages: KVec<Page>,
+}
+
+// SAFETY: The mapping and the pages may be used and released from any thread.
+unsafe impl Send for MappedPages {}
+// SAFETY: The type only hands out the address and shared references to the pages.
+unsafe impl Sync for MappedPages {}
+
+impl MappedPages {
+    /// Maps `pages`.
+    pub fn new(pages: KVec<Page>) -> Result<Self> {
+        let count = u32::try_from(pages.len()).map_err(|_| EINVAL)?;
+        if count == 0 {
+            return Err(EINVAL);
+        }
+        let mut raw_pages = KVec::with_capacity(pages.len(), GFP_KERNEL)?;
+        for p in pages.iter() {
+            raw_pages.push(p.as_ptr(), GFP_KERNEL)?;
+        }
+        // SAFETY: `raw_pages` holds `count` valid page pointers for the call; the pages outlive
+        // the mapping (see the type invariant).
+        let base = unsafe { raw::vmsg_ffa_vmap(raw_pages.as_mut_ptr(), count) };
+        let base = NonNull::new(base.cast::<u8>()).ok_or(ENOMEM)?;
+        // INVARIANT: `base` maps `pages`, which the value now owns.
+        Ok(Self { base, pages })
+    }
+
+    /// The pages, to share them.
+    pub fn pages(&self) -> &[Page] {
+        &self.pages
+    }
+}
+
+// SAFETY: `vmap` mappings are page-aligned and cover whole pages; the mapping lives until drop.
+unsafe impl crate::vmsg::window_memory::WindowMemory for MappedPages {
+    fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    fn size(&self) -> usize {
+        self.pages.len() * kernel::page::PAGE_SIZE
+    }
+}
+
+impl Drop for MappedPages {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `base` is a live `vmap` mapping; the pages are freed
+        // after this, when the field drops.
+        unsafe { raw::vmsg_ffa_vunmap(self.base.as_ptr().cast()) }
     }
 }

@@ -26,5 +26,5 @@ pub mod ffi;
 #[path = "glue/bindings.rs"]
 mod glue;
 pub mod sync;
-pub mod window_memory;
 pub mod virtio;
+pub mod window_memory;

@@ -67,7 +67,8 @@ impl<B: BusLink> Instance<B> {
         }
         let window = Arc::new(window, GFP_KERNEL)?;
         let file = KBox::pin_init(
-            self.dir.read_only_file(c"window", WindowView(window.clone())),
+            self.dir
+                .read_only_file(c"window", WindowView(window.clone())),
             GFP_KERNEL,
         )?;
         let stats = window.stats();

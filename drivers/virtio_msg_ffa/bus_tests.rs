@@ -410,7 +410,9 @@ mod tests {
         // without a window.
         let bus = Bus::with_config(Model::alp1(), windowed)?;
         bus.0.bring_up(None)?;
-        assert!(bus.fake().with(|m| m.areas.is_empty() && m.shared.is_empty()));
+        assert!(bus
+            .fake()
+            .with(|m| m.areas.is_empty() && m.shared.is_empty()));
         let bus = Bus::with_config(Model::alp2(), windowed)?;
         bus.fake().with(|m| m.share_error = Some(ENOMEM));
         bus.0.bring_up(None)?;

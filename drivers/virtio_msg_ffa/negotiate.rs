@@ -255,11 +255,7 @@ impl<P: Partition> Link<P> {
     /// Shares `config.window_pages` pages as an area and makes them the instance's window: the
     /// transport places virtqueues there and bounces buffers through it, at bus addresses
     /// `area_id << 48 | offset`.
-    fn share_window(
-        &self,
-        registration: &BusRegistration<BusSide<P>>,
-        max_areas: u16,
-    ) -> Result {
+    fn share_window(&self, registration: &BusRegistration<BusSide<P>>, max_areas: u16) -> Result {
         if max_areas == 0 {
             return Err(ENOSPC);
         }

@@ -112,9 +112,7 @@ impl Layout {
         if a < b + ring_len && b < a + ring_len {
             return Err(bad("ring overlap at", r(hdr::TO_DRIVER)?));
         }
-        let r64 = |off| -> Result<u64> {
-            Ok(u64::from(r(off)?) | (u64::from(r(off + 4)?) << 32))
-        };
+        let r64 = |off| -> Result<u64> { Ok(u64::from(r(off)?) | (u64::from(r(off + 4)?) << 32)) };
         let window = match (r64(hdr::WINDOW_OFFSET)?, r64(hdr::WINDOW_SIZE)?) {
             (0, 0) => None,
             (offset, size) => {

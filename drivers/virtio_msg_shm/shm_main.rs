@@ -26,9 +26,9 @@ mod negotiate;
 mod region;
 
 use instance::Instance;
-use vmsg::window_memory::{BarMemory, SharedWindow};
 use link::{RxHandler, ShmLink, REGS_SIZE};
 use liveness::Liveness;
+use vmsg::window_memory::{BarMemory, SharedWindow};
 
 /// Per-device state, dropped in field order after `unbind`.
 struct ShmBus {

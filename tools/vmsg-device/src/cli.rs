@@ -65,7 +65,8 @@ Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
 Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"
   shm-size = \"1M\"
-  guest-memory = \"/dev/shm/vmsg-ram\"     (or window = \"4M\", not both)
+  guest-memory = \"/dev/shm/vmsg-ram\"
+  # window = \"4M\"   (window mode, instead of guest-memory)
   max-msg-size = 264
   accept-revisions = [1]
   log-level = \"info\"

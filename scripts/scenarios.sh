@@ -16,7 +16,9 @@
 # guest; the disk hot-added for "add blk" uses it too); vmsg-device starts with the
 # scenario's options and a control socket (with @split among them: in split
 # mode, "vmsg-device ivshmem-server" for QEMU, and the device logic joining it
-# with a state file, so that the guest can have it killed and restarted); the
+# with a state file, so that the guest can have it killed and restarted; with
+# --window among them, window mode: vmsg-device gets no --guest-memory and
+# QEMU shares no guest RAM, Documentation/shm-bus.rst "Window mode"); the
 # guest (plan scenario,
 # tests/guest/init) loads virtio_msg_shm with the scenario's parameters and
 # runs its tests (tests/selftests/scenario/). While it runs, this script
@@ -377,6 +379,15 @@ run_scenario() {
 		devopts=$(trim "${devopts//@split/}")
 		;;
 	esac
+	# Guest RAM shared with vmsg-device, except in window mode, where the
+	# device side sees none and QEMU shares none.
+	local devmem=(--guest-memory "$ram")
+	local qemumem=(-object "memory-backend-file,id=mem,size=$GUEST_RAM,mem-path=$ram,share=on"
+		-machine memory-backend=mem)
+	case " $devopts " in *" --window "*)
+		devmem=() qemumem=()
+		;;
+	esac
 	devopts=${devopts//@std/--device rng --device blk:path=$disk --device console:output=echo}
 	devopts=${devopts//@disk/$disk}
 	# A seeded-random fault's seed: fixed (1) unless make soak gives each pass its own.
@@ -392,7 +403,7 @@ run_scenario() {
 			sleep 0.1
 		done
 		# shellcheck disable=SC2206 # The options are words.
-		dev_cmd=("$device" --connect "$devsock" --state "$tmp/state" --guest-memory "$ram"
+		dev_cmd=("$device" --connect "$devsock" --state "$tmp/state" "${devmem[@]}"
 			--control "$ctl" --log-level info $devopts)
 		: >"$dir/vmsg-device.log"
 		if [ ! -S "$devsock" ] || ! start_device_logic; then
@@ -402,7 +413,7 @@ run_scenario() {
 		fi
 	else
 		# shellcheck disable=SC2086 # The options are words.
-		"$device" --socket "$sock" --guest-memory "$ram" --control "$ctl" --log-level info \
+		"$device" --socket "$sock" "${devmem[@]}" --control "$ctl" --log-level info \
 			$devopts >"$dir/vmsg-device.log" 2>&1 &
 		dev_pid=$!
 		for _ in $(seq 100); do
@@ -430,8 +441,7 @@ run_scenario() {
 	serve_guest_requests &
 	watcher=$!
 	scripts/qemu.sh "$kernel" "$initrd" "$dir" "${VMSG_SCENARIO_TIMEOUT:-150}" "$append" -- \
-		-object "memory-backend-file,id=mem,size=$GUEST_RAM,mem-path=$ram,share=on" \
-		-machine memory-backend=mem \
+		"${qemumem[@]}" \
 		-chardev "socket,path=$sock,id=ivsh" \
 		-device ivshmem-doorbell,chardev=ivsh,vectors=1
 	kill "$watcher" 2>/dev/null

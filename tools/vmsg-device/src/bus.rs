@@ -34,6 +34,8 @@ pub struct BusConfig {
     pub max_msg_size: u16,
     /// Transport feature bits this side supports.
     pub transport_features: u64,
+    /// Window mode: every device offers and requires VIRTIO_F_ACCESS_PLATFORM.
+    pub access_platform: bool,
 }
 
 /// Terms in force after VERSION.
@@ -209,8 +211,9 @@ impl Bus {
     }
 
     /// Adds a device at the lowest free number, announcing it if a driver negotiated.
-    pub fn add_device(&mut self, dev: TransportDevice, out: &mut Vec<Outgoing>) -> Option<u16> {
+    pub fn add_device(&mut self, mut dev: TransportDevice, out: &mut Vec<Outgoing>) -> Option<u16> {
         let n = (0..=u16::MAX).find(|n| !self.devices.contains_key(n))?;
+        dev.set_access_platform(self.config.access_platform);
         log::info!("device {n}: {} added", dev.device().name());
         self.devices.insert(n, dev);
         if self.negotiated.is_some() {
@@ -535,6 +538,7 @@ mod tests {
             accepted_revisions: vec![1],
             max_msg_size: 264,
             transport_features: TRANSPORT_F_STRICT_CONFIG_GENERATION,
+            access_platform: false,
         });
         let mut out = Vec::new();
         for _ in 0..devices {
@@ -804,6 +808,29 @@ mod tests {
                 "Bus(EventDevice { dev_num: 1, state: Removed })",
             ]
         );
+    }
+
+    #[test]
+    fn window_mode_devices_offer_access_platform() {
+        use crate::transport::ACCESS_PLATFORM;
+        let offers = |b: &Bus, n| b.device(n).unwrap().offered_features() & ACCESS_PLATFORM != 0;
+        let plain = bus(1);
+        assert!(!offers(&plain, 0));
+        let mut window = Bus::new(BusConfig {
+            access_platform: true,
+            ..plain.config.clone()
+        });
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let dev = TransportDevice::new(Box::new(Rng::new(None).unwrap())).unwrap();
+            window.add_device(dev, &mut out);
+        }
+        assert!(offers(&window, 0) && offers(&window, 1));
+        // A device hot-added once a driver negotiated gets it too.
+        version_status(&mut window, &version(1, 264, 0));
+        let dev = TransportDevice::new(Box::new(Rng::new(None).unwrap())).unwrap();
+        assert_eq!(window.add_device(dev, &mut out), Some(2));
+        assert!(offers(&window, 2));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use virtio_msg_codec::{
 
 use crate::devices::DeviceSpec;
 use crate::fault::FaultSpec;
+use crate::region::WINDOW_ALIGN;
 
 /// Default size of the shared-memory region.
 pub const DEFAULT_SHM_SIZE: usize = 1 << 20;
@@ -40,6 +41,15 @@ Split mode (the device logic can be killed and restarted under a running guest):
       --guest-memory /dev/shm/vmsg-ram --device blk:path=disk.img
   (then QEMU as above; restart the second command at will)
 
+Window mode (the device side sees no guest RAM; the driver bounces every buffer
+through a window at the end of the shared region, Documentation/shm-bus.rst):
+  vmsg-device --socket /tmp/vmsg.sock --shm-size 8M --window 4M \\
+      --device rng --device blk:path=disk.img
+  qemu-system-x86_64 -m 512M -chardev socket,path=/tmp/vmsg.sock,id=ivsh \\
+      -device ivshmem-doorbell,chardev=ivsh,vectors=1 ...
+  (in split mode --window goes to the device logic, `vmsg-device --connect`,
+  which lays the region out; the ivshmem server's --shm-size must leave room)
+
 Device SPECs:
   rng[:source=PATH]                          entropy from PATH (default /dev/urandom)
   blk:path=FILE[,readonly][,serial=ID]       disk backed by FILE
@@ -56,6 +66,7 @@ Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"
   shm-size = \"1M\"
   guest-memory = \"/dev/shm/vmsg-ram\"
+  # window = \"4M\"   (window mode, instead of guest-memory)
   max-msg-size = 264
   accept-revisions = [1]
   log-level = \"info\"
@@ -95,6 +106,11 @@ pub struct Cli {
     /// File backing guest RAM (QEMU's memory-backend-file mem-path, share=on).
     #[arg(long, value_name = "PATH")]
     pub guest_memory: Option<PathBuf>,
+    /// Window mode: a window of SIZE bytes (a multiple of 4096, with K, M, G suffix) at the
+    /// end of the shared region holds the virtqueues and every buffer; the device side
+    /// then sees no guest RAM (excludes --guest-memory).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub window: Option<usize>,
     /// A device to serve; repeat for several (dev_num 0, 1, ... in order).
     #[arg(long = "device", value_name = "SPEC")]
     pub devices: Vec<DeviceSpec>,
@@ -192,6 +208,15 @@ enum SizeValue {
     Text(String),
 }
 
+impl SizeValue {
+    fn bytes(&self, key: &str) -> Result<usize, String> {
+        match self {
+            Self::Bytes(b) => usize::try_from(*b).map_err(|_| format!("{key} {b} is too large")),
+            Self::Text(t) => parse_size(t),
+        }
+    }
+}
+
 /// The config file.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -199,6 +224,7 @@ struct FileConfig {
     socket: Option<PathBuf>,
     shm_size: Option<SizeValue>,
     guest_memory: Option<PathBuf>,
+    window: Option<SizeValue>,
     #[serde(default)]
     devices: Vec<String>,
     max_msg_size: Option<u32>,
@@ -226,6 +252,8 @@ pub struct Config {
     pub shm_size: usize,
     /// Guest RAM file.
     pub guest_memory: Option<PathBuf>,
+    /// Window mode: size of the window at the end of the region (no guest RAM).
+    pub window: Option<usize>,
     /// Devices, dev_num 0, 1, ... in order.
     pub devices: Vec<DeviceSpec>,
     /// This side's maximum message size.
@@ -309,10 +337,7 @@ pub fn load(cli: Cli) -> Result<Config, String> {
         .ok_or("no socket: give --socket PATH (or socket = \"PATH\" in the config file)")?;
     let shm_size = match (cli.shm_size, file.shm_size) {
         (Some(s), _) => s,
-        (None, Some(SizeValue::Bytes(b))) => {
-            usize::try_from(b).map_err(|_| format!("shm-size {b} is too large"))?
-        }
-        (None, Some(SizeValue::Text(t))) => parse_size(&t)?,
+        (None, Some(v)) => v.bytes("shm-size")?,
         (None, None) => DEFAULT_SHM_SIZE,
     };
     if !shm_size.is_power_of_two() {
@@ -368,12 +393,29 @@ pub fn load(cli: Cli) -> Result<Config, String> {
         return Err(format!("vectors {vectors} is out of range (1..=64)"));
     }
     let slot_size = u32::from(max_msg_size).next_multiple_of(8).max(64);
+    let guest_memory = cli.guest_memory.or(file.guest_memory);
+    let window = match (cli.window, file.window) {
+        (Some(w), _) => Some(w),
+        (None, Some(v)) => Some(v.bytes("window")?),
+        (None, None) => None,
+    };
+    if let Some(w) = window {
+        if w == 0 || w % WINDOW_ALIGN != 0 {
+            return Err(format!(
+                "window size {w} is not a positive multiple of {WINDOW_ALIGN} bytes"
+            ));
+        }
+        if guest_memory.is_some() {
+            return Err("--window and --guest-memory exclude each other: in window mode the device side sees no guest RAM, only the window (drop one of them, on the command line or in the config file)".into());
+        }
+    }
     Ok(Config {
         socket,
         connect,
         state: cli.state,
         shm_size,
-        guest_memory: cli.guest_memory.or(file.guest_memory),
+        guest_memory,
+        window,
         devices,
         max_msg_size,
         slot_size,
@@ -497,6 +539,67 @@ faults = ["delay=10:1"]
             FaultKind::Delay(Duration::from_millis(10))
         );
         assert_eq!(c.faults[1].kind, FaultKind::BadId);
+    }
+
+    #[test]
+    fn window_option() {
+        let c = load(cli(&["--socket", "s"])).unwrap();
+        assert_eq!(c.window, None);
+        let c = load(cli(&[
+            "--socket",
+            "s",
+            "--shm-size",
+            "8M",
+            "--window",
+            "4M",
+        ]))
+        .unwrap();
+        assert_eq!(c.window, Some(4 << 20));
+        assert_eq!(c.guest_memory, None);
+        let c = load(cli(&["--socket", "s", "--window", "8192"])).unwrap();
+        assert_eq!(c.window, Some(8192));
+        for bad in ["1000", "0", "6K"] {
+            let e = load(cli(&["--socket", "s", "--window", bad])).unwrap_err();
+            assert!(e.contains("multiple of 4096"), "{bad}: {e}");
+        }
+        assert!(Cli::try_parse_from(["x", "--window", "big"]).is_err());
+    }
+
+    #[test]
+    fn window_and_guest_memory_exclude_each_other() {
+        let e = load(cli(&[
+            "--socket",
+            "s",
+            "--window",
+            "4M",
+            "--guest-memory",
+            "/dev/shm/ram",
+        ]))
+        .unwrap_err();
+        assert!(
+            e.contains("--window and --guest-memory exclude each other"),
+            "{e}"
+        );
+        // Also when one of them comes from the config file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "guest-memory = \"/dev/shm/ram\"\n").unwrap();
+        let e = load(cli(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--socket",
+            "s",
+            "--window",
+            "4M",
+        ]))
+        .unwrap_err();
+        assert!(e.contains("exclude each other"), "{e}");
+        std::fs::write(&path, "window = \"64K\"\n").unwrap();
+        let c = load(cli(&["--config", path.to_str().unwrap(), "--socket", "s"])).unwrap();
+        assert_eq!(c.window, Some(64 * 1024));
+        std::fs::write(&path, "window = 8192\n").unwrap();
+        let c = load(cli(&["--config", path.to_str().unwrap(), "--socket", "s"])).unwrap();
+        assert_eq!(c.window, Some(8192));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! - [`bus`]: VERSION, RESET, GET_DEVICES, PING, EVENT_DEVICE and routing to devices;
 //! - [`transport`]: the transport messages of one device;
 //! - [`devices`]: virtio-rng, virtio-blk, virtio-console and the vhost-user bridge;
-//! - [`guest_memory`]: mapping guest RAM;
+//! - [`guest_memory`]: mapping guest RAM, or in window mode the window of the region;
 //! - [`fault`]: fault injection;
 //! - [`fuzz`]: seeded random mutation of messages to the driver (the `fuzz` fault);
 //! - [`control`]: the control socket;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The shared region: its header and the two message rings, byte for byte as
-//! `Documentation/shm-bus.rst` lays them out.
+//! The shared region: its header, the two message rings and, in window mode, the window
+//! at its end, byte for byte as `Documentation/shm-bus.rst` lays them out.
 //!
 //! Every access goes through `vm-memory` volatile slices, so the region is mapped and used
 //! without `unsafe` code here; index loads and stores are atomic with the orderings the
@@ -32,6 +32,14 @@ pub const MIN_MESSAGE: usize = 8;
 const MSG_SIZE_OFFSET: usize = 6;
 /// Default upper limit for the slot count picked from the region size.
 pub const DEFAULT_MAX_SLOTS: u32 = 1024;
+/// The window's offset and size are multiples of this.
+pub const WINDOW_ALIGN: usize = 4096;
+/// Bus addresses are `area_id << AREA_SHIFT | offset`.
+pub const AREA_SHIFT: u32 = 48;
+/// The area id of the window.
+pub const WINDOW_AREA_ID: u64 = 1;
+/// Bus address of the window's first byte (area 1, offset 0).
+pub const WINDOW_BUS_BASE: u64 = WINDOW_AREA_ID << AREA_SHIFT;
 
 /// Header field offsets.
 pub mod hdr {
@@ -55,6 +63,10 @@ pub mod hdr {
     pub const DEVICE_STATE: usize = 0x20;
     /// u32 driver_state.
     pub const DRIVER_STATE: usize = 0x24;
+    /// u64 window_offset (0: no window).
+    pub const WINDOW_OFFSET: usize = 0x28;
+    /// u64 window_size (0: no window).
+    pub const WINDOW_SIZE: usize = 0x30;
 }
 
 /// Ring field offsets, relative to the ring's start.
@@ -104,6 +116,18 @@ pub enum RegionError {
     },
     /// The region is larger than 32-bit offsets can describe.
     TooLarge(usize),
+    /// The window size is zero or not a multiple of [`WINDOW_ALIGN`].
+    BadWindowSize(usize),
+    /// The window leaves too little of the region for the header and the rings, or does
+    /// not start on a multiple of [`WINDOW_ALIGN`].
+    WindowDoesNotFit {
+        /// Window size.
+        window: usize,
+        /// Region size.
+        size: usize,
+        /// Bytes the header and rings need in front of the window.
+        needed: usize,
+    },
     /// Creating, sizing or mapping the shared-memory file failed.
     Io(String),
 }
@@ -122,6 +146,19 @@ impl std::fmt::Display for RegionError {
                 write!(f, "shared memory of {size} bytes is too small: the header and two rings need {needed}")
             }
             Self::TooLarge(size) => write!(f, "shared memory of {size} bytes exceeds 4 GiB"),
+            Self::BadWindowSize(w) => {
+                write!(f, "window size {w} is not a positive multiple of {WINDOW_ALIGN}")
+            }
+            Self::WindowDoesNotFit {
+                window,
+                size,
+                needed,
+            } => write!(
+                f,
+                "a window of {window} bytes does not fit at the end of shared memory of {size} bytes: \
+                 the header and two rings need {needed} bytes in front of it, and it must start \
+                 on a multiple of {WINDOW_ALIGN} (give a larger --shm-size or a smaller --window)"
+            ),
             Self::Io(e) => write!(f, "shared memory: {e}"),
         }
     }
@@ -142,6 +179,10 @@ pub struct Geometry {
     pub to_device_offset: u32,
     /// Offset of the device-to-driver ring.
     pub to_driver_offset: u32,
+    /// Offset of the window in the region (0: no window).
+    pub window_offset: usize,
+    /// Size of the window (0: no window).
+    pub window_size: usize,
 }
 
 fn align_up(value: usize, align: usize) -> Option<usize> {
@@ -163,12 +204,64 @@ impl Geometry {
         slot_size: u32,
         slot_count: Option<u32>,
     ) -> Result<Self, RegionError> {
+        Self::with_window(region_size, slot_size, slot_count, 0)
+    }
+
+    /// As [`Geometry::new`], with a window of `window_size` bytes (0: none) at the end of
+    /// the region; the rings are laid out in front of it.
+    pub fn with_window(
+        region_size: usize,
+        slot_size: u32,
+        slot_count: Option<u32>,
+        window_size: usize,
+    ) -> Result<Self, RegionError> {
+        if window_size == 0 {
+            return Self::front(region_size, slot_size, slot_count, 0);
+        }
+        if window_size % WINDOW_ALIGN != 0 {
+            return Err(RegionError::BadWindowSize(window_size));
+        }
+        let geometry = Self::front(region_size, slot_size, slot_count, window_size);
+        let misfit = |needed| RegionError::WindowDoesNotFit {
+            window: window_size,
+            size: region_size,
+            needed,
+        };
+        let mut g = match geometry {
+            Err(RegionError::TooSmall { needed, .. }) => return Err(misfit(needed)),
+            other => other?,
+        };
+        let rings_end = g.to_driver_offset as usize
+            + Self::ring_bytes(g.slot_size, g.slot_count)
+                .ok_or(RegionError::TooLarge(usize::MAX))?;
+        let offset = region_size
+            .checked_sub(window_size)
+            .filter(|o| o % WINDOW_ALIGN == 0 && *o >= rings_end)
+            .ok_or(misfit(rings_end))?;
+        g.window_offset = offset;
+        g.window_size = window_size;
+        Ok(g)
+    }
+
+    /// Whether the region has a window.
+    pub fn has_window(&self) -> bool {
+        self.window_size != 0
+    }
+
+    /// Lays out the header and rings in the first `region_size - window_size` bytes.
+    fn front(
+        region_size: usize,
+        slot_size: u32,
+        slot_count: Option<u32>,
+        window_size: usize,
+    ) -> Result<Self, RegionError> {
         if slot_size < MIN_SLOT_SIZE || slot_size % 8 != 0 {
             return Err(RegionError::BadSlotSize(slot_size));
         }
         if u32::try_from(region_size).is_err() {
             return Err(RegionError::TooLarge(region_size));
         }
+        let limit = region_size.saturating_sub(window_size);
         let count = match slot_count {
             Some(c) => {
                 if c < 2 || !c.is_power_of_two() {
@@ -178,16 +271,22 @@ impl Geometry {
             }
             None => {
                 let mut c = DEFAULT_MAX_SLOTS;
-                while c > 2 && Self::layout(region_size, slot_size, c).is_err() {
+                while c > 2 && Self::layout(region_size, limit, slot_size, c).is_err() {
                     c /= 2;
                 }
                 c
             }
         };
-        Self::layout(region_size, slot_size, count)
+        Self::layout(region_size, limit, slot_size, count)
     }
 
-    fn layout(region_size: usize, slot_size: u32, slot_count: u32) -> Result<Self, RegionError> {
+    /// The header and rings of a `region_size`-byte region, ending at most at `limit`.
+    fn layout(
+        region_size: usize,
+        limit: usize,
+        slot_size: u32,
+        slot_count: u32,
+    ) -> Result<Self, RegionError> {
         let ring =
             Self::ring_bytes(slot_size, slot_count).ok_or(RegionError::TooLarge(usize::MAX))?;
         let to_device = HEADER_SIZE;
@@ -196,7 +295,7 @@ impl Geometry {
         let end = to_driver
             .checked_add(ring)
             .ok_or(RegionError::TooLarge(usize::MAX))?;
-        if end > region_size {
+        if end > limit {
             return Err(RegionError::TooSmall {
                 needed: end,
                 size: region_size,
@@ -210,6 +309,8 @@ impl Geometry {
             slot_count,
             to_device_offset,
             to_driver_offset,
+            window_offset: 0,
+            window_size: 0,
         })
     }
 }
@@ -276,6 +377,19 @@ impl Region {
         })
     }
 
+    fn store_u64(&self, offset: usize, value: u64, order: Ordering) {
+        if let Err(e) = self.slice().store(value, offset, order) {
+            log::error!("region store at {offset:#x}: {e}");
+        }
+    }
+
+    fn load_u64(&self, offset: usize, order: Ordering) -> u64 {
+        self.slice().load(offset, order).unwrap_or_else(|e| {
+            log::error!("region load at {offset:#x}: {e}");
+            0
+        })
+    }
+
     /// Writes the whole region: zeroes, the header, empty rings, and last `device_state`
     /// = ready (release), as the contract requires before a client is accepted.
     pub fn initialise(&self, device_peer_id: u32) {
@@ -298,6 +412,12 @@ impl Region {
         self.store(hdr::TO_DRIVER_OFFSET, g.to_driver_offset, Ordering::Relaxed);
         self.store(hdr::DEVICE_PEER_ID, device_peer_id, Ordering::Relaxed);
         self.store(hdr::DRIVER_STATE, driver_state::DETACHED, Ordering::Relaxed);
+        self.store_u64(
+            hdr::WINDOW_OFFSET,
+            g.window_offset as u64,
+            Ordering::Relaxed,
+        );
+        self.store_u64(hdr::WINDOW_SIZE, g.window_size as u64, Ordering::Relaxed);
         self.reset_rings();
         self.set_device_state(DeviceState::Ready);
     }
@@ -307,9 +427,9 @@ impl Region {
         self.load(hdr::MAGIC, Ordering::Acquire) == MAGIC
     }
 
-    /// Whether the region already carries this geometry's header for `device_peer_id`:
-    /// a previous process of the device side laid it out, and a driver side may be using
-    /// it (resume instead of initialising).
+    /// Whether the region already carries this geometry's header (window included) for
+    /// `device_peer_id`: a previous process of the device side laid it out, and a driver
+    /// side may be using it (resume instead of initialising).
     pub fn has_header(&self, device_peer_id: u32) -> bool {
         let g = self.geometry;
         let expect = [
@@ -322,9 +442,16 @@ impl Region {
             (hdr::TO_DRIVER_OFFSET, g.to_driver_offset),
             (hdr::DEVICE_PEER_ID, device_peer_id),
         ];
+        let window = [
+            (hdr::WINDOW_OFFSET, g.window_offset as u64),
+            (hdr::WINDOW_SIZE, g.window_size as u64),
+        ];
         expect
             .iter()
             .all(|(off, v)| self.load(*off, Ordering::Acquire) == *v)
+            && window
+                .iter()
+                .all(|(off, v)| self.load_u64(*off, Ordering::Acquire) == *v)
     }
 
     /// Empties both rings: indices 0 and `consumer_wants_doorbell` 1.
@@ -749,6 +876,99 @@ mod tests {
             assert_eq!(raw_u32(&r, base + ring_off::CONSUMER), 0);
             assert_eq!(raw_u32(&r, base + ring_off::WANTS_DOORBELL), 1);
         }
+    }
+
+    fn raw_u64(r: &Region, off: usize) -> u64 {
+        let mut b = [0u8; 8];
+        r.slice().read_slice(&mut b, off).unwrap();
+        u64::from_le_bytes(b)
+    }
+
+    #[test]
+    fn geometry_with_a_window_at_the_end() {
+        let g = Geometry::with_window(8 << 20, 264, None, 4 << 20).unwrap();
+        assert_eq!((g.window_offset, g.window_size), (4 << 20, 4 << 20));
+        assert!(g.has_window());
+        assert_eq!(g.slot_count, 1024);
+        let rings_end = g.to_driver_offset as usize + 128 + 1024 * 264;
+        assert!(rings_end <= g.window_offset, "rings overlap the window");
+        // The slot count shrinks so that the rings fit in front of the window.
+        let g = Geometry::with_window(64 * 1024, 64, None, 60 * 1024).unwrap();
+        assert_eq!(g.window_offset, 4096);
+        assert_eq!(g.slot_count, 16);
+        assert!(g.to_driver_offset as usize + 128 + 16 * 64 <= 4096);
+        // No window: the same layout as before.
+        let g = Geometry::with_window(1 << 20, 264, None, 0).unwrap();
+        assert_eq!(g, Geometry::new(1 << 20, 264, None).unwrap());
+        assert_eq!((g.window_offset, g.window_size), (0, 0));
+        assert!(!g.has_window());
+    }
+
+    #[test]
+    fn geometry_rejects_bad_windows() {
+        assert_eq!(
+            Geometry::with_window(1 << 20, 264, None, 1000),
+            Err(RegionError::BadWindowSize(1000))
+        );
+        // The whole region, or more: nothing left for the header and rings.
+        for window in [1 << 20, 2 << 20] {
+            let e = Geometry::with_window(1 << 20, 264, None, window).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    RegionError::WindowDoesNotFit {
+                        size: 0x10_0000,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("larger --shm-size"), "{e}");
+        }
+        // A fixed slot count that leaves no room for the window.
+        assert!(matches!(
+            Geometry::with_window(1 << 20, 264, Some(1024), 512 * 1024),
+            Err(RegionError::WindowDoesNotFit { .. })
+        ));
+        // A region that is not a multiple of 4096: the window cannot start on a page.
+        assert!(matches!(
+            Geometry::with_window(64 * 1024 + 64, 64, Some(4), 4096),
+            Err(RegionError::WindowDoesNotFit { .. })
+        ));
+    }
+
+    #[test]
+    fn header_carries_the_window() {
+        let g = Geometry::with_window(64 * 1024, 64, Some(4), 32 * 1024).unwrap();
+        let r = Region::create(g).unwrap();
+        r.initialise(7);
+        assert_eq!(raw_u64(&r, hdr::WINDOW_OFFSET), 32 * 1024);
+        assert_eq!(raw_u64(&r, hdr::WINDOW_SIZE), 32 * 1024);
+        // The raw little-endian bytes at 0x28 and 0x30.
+        let mut b = [0u8; 16];
+        r.slice().read_slice(&mut b, 0x28).unwrap();
+        assert_eq!(b, [0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(raw_u32(&r, hdr::LAYOUT_VERSION), 1);
+        assert_eq!(raw_u32(&r, 0x38), 0);
+        assert_eq!(raw_u32(&r, 0x3c), 0);
+        assert!(r.has_header(7));
+        // Initialising again (after a client left) writes them again.
+        r.store_u64(hdr::WINDOW_SIZE, 0, Ordering::SeqCst);
+        assert!(!r.has_header(7));
+        r.initialise(7);
+        assert_eq!(raw_u64(&r, hdr::WINDOW_SIZE), 32 * 1024);
+        assert!(r.has_header(7));
+        // The same rings without the window are another layout: no resuming across it.
+        let plain = Region::from_file(
+            r.file().try_clone().unwrap(),
+            Geometry::new(64 * 1024, 64, Some(4)).unwrap(),
+        )
+        .unwrap();
+        assert!(!plain.has_header(7));
+        plain.initialise(7);
+        assert_eq!(raw_u64(&plain, hdr::WINDOW_OFFSET), 0);
+        assert_eq!(raw_u64(&plain, hdr::WINDOW_SIZE), 0);
+        assert!(!r.has_header(7));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use virtio_msg_codec::{Header, TRANSPORT_F_STRICT_CONFIG_GENERATION};
 use crate::bus::{Bus, BusConfig, Outgoing};
 use crate::cli::{size_allows_negotiation, Config};
 use crate::control::{Command, Control};
-use crate::devices::DeviceSpec;
+use crate::devices::{DeviceSpec, GuestMemory};
 use crate::fault::{Faults, Verdict};
 use crate::guest_memory;
 use crate::ivshmem::{IvshmemServer, PeerEvent};
@@ -111,6 +111,8 @@ pub struct Server {
     control: Option<Control>,
     signals: UnixStream,
     guest_memory: Option<PathBuf>,
+    /// Window mode: the window, the devices' only memory.
+    window: Option<Arc<GuestMemory>>,
     backlog: VecDeque<Vec<u8>>,
     delayed: BinaryHeap<Reverse<Delayed>>,
     seq: u64,
@@ -165,6 +167,7 @@ impl Server {
             accepted_revisions: config.accept_revisions.clone(),
             max_msg_size: config.max_msg_size,
             transport_features: TRANSPORT_F_STRICT_CONFIG_GENERATION,
+            access_platform: config.window.is_some(),
         });
         let mut ignored = Vec::new();
         for spec in &config.devices {
@@ -195,7 +198,7 @@ impl Server {
                     path.display()
                 );
             }
-        } else {
+        } else if config.window.is_none() {
             log::warn!("no --guest-memory: virtqueues cannot be served");
         }
         let (link, region, resumed) = if config.connect {
@@ -206,8 +209,13 @@ impl Server {
             }
             Self::join(config)?
         } else {
-            let geometry = Geometry::new(config.shm_size, config.slot_size, config.slot_count)
-                .map_err(|e| e.to_string())?;
+            let geometry = Geometry::with_window(
+                config.shm_size,
+                config.slot_size,
+                config.slot_count,
+                config.window.unwrap_or(0),
+            )
+            .map_err(|e| e.to_string())?;
             let region = Region::create(geometry).map_err(|e| e.to_string())?;
             region.initialise(u32::from(config.peer_id));
             let shm = region
@@ -220,6 +228,12 @@ impl Server {
             (Link::Serve(ivshmem), region, false)
         };
         let geometry = region.geometry();
+        // Window mode: the window is the only memory the devices see, mapped once.
+        let window = if geometry.has_window() {
+            Some(Arc::new(guest_memory::map_window(&region)?))
+        } else {
+            None
+        };
         let region_inode = region
             .file()
             .metadata()
@@ -234,7 +248,7 @@ impl Server {
             log::warn!("fault injection active: {f}");
         }
         log::info!(
-            "{} {} (shm {} bytes, {} slots of {} bytes per ring, device peer id {}, {} device(s))",
+            "{} {} (shm {} bytes, {} slots of {} bytes per ring, {}device peer id {}, {} device(s))",
             if config.connect {
                 "joined"
             } else {
@@ -244,6 +258,14 @@ impl Server {
             geometry.region_size,
             geometry.slot_count,
             geometry.slot_size,
+            if geometry.has_window() {
+                format!(
+                    "window of {} bytes at {:#x}, ",
+                    geometry.window_size, geometry.window_offset
+                )
+            } else {
+                String::new()
+            },
             link.own_id(),
             bus.device_numbers().len()
         );
@@ -259,6 +281,7 @@ impl Server {
             control,
             signals,
             guest_memory: config.guest_memory.clone(),
+            window,
             backlog: VecDeque::new(),
             delayed: BinaryHeap::new(),
             seq: 0,
@@ -301,15 +324,20 @@ impl Server {
             .map_err(|e| format!("shared memory: {e}"))?
             .len();
         let size = usize::try_from(size).map_err(|_| format!("shared memory of {size} bytes"))?;
-        let geometry =
-            Geometry::new(size, config.slot_size, config.slot_count).map_err(|e| e.to_string())?;
+        let geometry = Geometry::with_window(
+            size,
+            config.slot_size,
+            config.slot_count,
+            config.window.unwrap_or(0),
+        )
+        .map_err(|e| e.to_string())?;
         let region = Region::from_file(shm, geometry).map_err(|e| e.to_string())?;
         let own = u32::from(peer.own_id());
         let resumed = region.has_header(own);
         if !resumed {
             if region.has_magic() {
                 // Laying it out anew would pull the rings from under the driver side.
-                return Err("the region in use has another layout (slot size, slot count or peer id): start with the options of the previous process".into());
+                return Err("the region in use has another layout (slot size, slot count, window or peer id): start with the options of the previous process".into());
             }
             region.initialise(own);
         }
@@ -544,8 +572,16 @@ impl Server {
         self.persist();
     }
 
-    /// Maps guest RAM if it is configured and not mapped yet (at most once a second).
+    /// Maps guest RAM if it is configured and not mapped yet (at most once a second); in
+    /// window mode, hands the devices the window instead.
     fn map_guest_memory(&mut self) {
+        if let Some(window) = &self.window {
+            if !self.mem_mapped {
+                self.bus.set_guest_memory(Some(Arc::clone(window)));
+                self.mem_mapped = true;
+            }
+            return;
+        }
         let Some(path) = &self.guest_memory else {
             return;
         };

@@ -6,7 +6,7 @@
 
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
-    VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1,
+    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1,
 };
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_msg_codec::chunk::config_data_capacity;
@@ -35,6 +35,11 @@ pub const COMMON_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
 /// Feature blocks every device reports (64 feature bits).
 pub const FEATURE_BLOCKS: u32 = 2;
 
+/// VIRTIO_F_ACCESS_PLATFORM (bit 33): offered, and required, by every device in window
+/// mode, where the driver must give bus addresses of the window rather than guest
+/// physical ones (`Documentation/shm-bus.rst`, "Window mode").
+pub const ACCESS_PLATFORM: u64 = 1 << VIRTIO_F_ACCESS_PLATFORM;
+
 /// What the bus instance lends to a transport message.
 pub struct Ctx<'a> {
     /// Guest RAM, once mapped.
@@ -53,6 +58,8 @@ pub struct TransportDevice {
     negotiated: u64,
     generation: u32,
     queues: Vec<Queue>,
+    /// Window mode: VIRTIO_F_ACCESS_PLATFORM is offered and must be accepted.
+    access_platform: bool,
 }
 
 fn new_queues(count: usize) -> Result<Vec<Queue>, DeviceError> {
@@ -72,7 +79,14 @@ impl TransportDevice {
             negotiated: 0,
             generation: 0,
             queues,
+            access_platform: false,
         })
+    }
+
+    /// Window mode: offers VIRTIO_F_ACCESS_PLATFORM on top of everything else, and refuses
+    /// FEATURES_OK unless the driver accepts it.
+    pub fn set_access_platform(&mut self, on: bool) {
+        self.access_platform = on;
     }
 
     /// The device class.
@@ -87,7 +101,12 @@ impl TransportDevice {
 
     /// Features the device offers.
     pub fn offered_features(&self) -> u64 {
-        (self.device.device_features() | COMMON_FEATURES) & self.device.feature_mask()
+        let platform = if self.access_platform {
+            ACCESS_PLATFORM
+        } else {
+            0
+        };
+        ((self.device.device_features() | COMMON_FEATURES) & self.device.feature_mask()) | platform
     }
 
     /// Features accepted at FEATURES_OK.
@@ -235,6 +254,13 @@ impl TransportDevice {
         }
         if wanted & (1 << VIRTIO_F_VERSION_1) == 0 {
             return Err("driver did not accept VIRTIO_F_VERSION_1".into());
+        }
+        if self.access_platform && wanted & ACCESS_PLATFORM == 0 {
+            return Err(
+                "driver did not accept VIRTIO_F_ACCESS_PLATFORM, which window mode requires \
+                 (this device side sees no guest RAM, only the window's bus addresses)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -724,6 +750,63 @@ mod tests {
         dev.reset();
         let status = negotiate(&mut dev, 1 << VIRTIO_RING_F_EVENT_IDX);
         assert_eq!(status & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+    }
+
+    fn offered_blocks(dev: &TransportDevice) -> u64 {
+        let out = dev.device_feature_blocks(0, 2, 264);
+        u64::from(out[0].get()) | u64::from(out[1].get()) << 32
+    }
+
+    #[test]
+    fn access_platform_is_offered_in_window_mode_only() {
+        let mut dev = rng();
+        assert_eq!(dev.offered_features() & ACCESS_PLATFORM, 0);
+        assert_eq!(offered_blocks(&dev) & ACCESS_PLATFORM, 0);
+        dev.set_access_platform(true);
+        assert_eq!(ACCESS_PLATFORM, 1 << 33);
+        assert_eq!(dev.offered_features(), COMMON_FEATURES | 1 << 33);
+        // Block 1 of GET_DEVICE_FEATURES carries it as bit 1.
+        assert_eq!(offered_blocks(&dev), COMMON_FEATURES | 1 << 33);
+        let high = dev.device_feature_blocks(1, 1, 264);
+        assert_eq!(high[0].get() & 0b10, 0b10);
+        // Also where the device masks the transport's common bits (vhost-user).
+        let mut ext = TransportDevice::new(Box::new(External {
+            external: true,
+            start_fails: false,
+        }))
+        .unwrap();
+        assert_eq!(ext.offered_features() & ACCESS_PLATFORM, 0);
+        ext.set_access_platform(true);
+        assert_eq!(
+            ext.offered_features(),
+            1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_RING_F_EVENT_IDX | 1 << 33
+        );
+    }
+
+    #[test]
+    fn window_mode_refuses_features_ok_without_access_platform() {
+        let mut dev = rng();
+        dev.set_access_platform(true);
+        let status = negotiate(&mut dev, 1 << VIRTIO_F_VERSION_1);
+        assert_eq!(status & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        assert_eq!(dev.status() & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        assert_eq!(dev.negotiated_features(), 0);
+        // With bit 33 it is accepted.
+        dev.reset();
+        let status = negotiate(&mut dev, 1 << VIRTIO_F_VERSION_1 | ACCESS_PLATFORM);
+        assert_ne!(status & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        assert_eq!(
+            dev.negotiated_features(),
+            1 << VIRTIO_F_VERSION_1 | ACCESS_PLATFORM
+        );
+        // Outside window mode bit 33 is not offered, so accepting it is refused, and
+        // leaving it out is fine.
+        let mut dev = rng();
+        let status = negotiate(&mut dev, 1 << VIRTIO_F_VERSION_1 | ACCESS_PLATFORM);
+        assert_eq!(status & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        dev.reset();
+        let status = negotiate(&mut dev, 1 << VIRTIO_F_VERSION_1);
+        assert_ne!(status & VIRTIO_CONFIG_S_FEATURES_OK, 0);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 use super::{DeviceError, GuestMemory, VirtioDevice, QUEUE_MAX_SIZE};
+use crate::transport::ACCESS_PLATFORM;
 
 /// What kind of device the backend implements: its virtio id and config space size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,14 @@ impl Kind {
 /// (26), VIRTIO_F_RING_PACKED (34), VIRTIO_F_NOTIFICATION_DATA (38),
 /// VIRTIO_F_RING_RESET (40).
 const NOT_BRIDGED: u64 = 1 << 26 | 1 << 34 | 1 << 38 | 1 << 40;
+
+/// The negotiated features as the backend gets them. Window mode adds
+/// VIRTIO_F_ACCESS_PLATFORM for the driver's sake; a backend that did not offer it (and
+/// may refuse SET_FEATURES with a bit it did not offer) does not get it, and sees the
+/// window as plain guest memory through the memory table.
+fn for_backend(negotiated: u64, backend_features: u64) -> u64 {
+    negotiated & (backend_features | !ACCESS_PLATFORM)
+}
 
 /// Eventfds of one queue, created when the queue is started.
 struct Vring {
@@ -197,7 +206,7 @@ impl VhostUser {
     ) -> Result<(), DeviceError> {
         let proto_bit = VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
         self.frontend
-            .set_features(features | proto_bit)
+            .set_features(for_backend(features, self.backend_features) | proto_bit)
             .map_err(self.err("SET_FEATURES"))?;
         let regions = mem
             .iter()
@@ -389,7 +398,7 @@ mod tests {
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
     use virtio_msg_codec::transport::{TransportMessage, VqueueSetup, VQUEUE_SET_ENABLE};
-    use vm_memory::{Bytes, FileOffset};
+    use vm_memory::{Bytes, FileOffset, GuestMemoryRegion};
     use zerocopy::little_endian::U32;
 
     const DESC: u64 = 0x1000;
@@ -443,8 +452,13 @@ mod tests {
         Some(qsd)
     }
 
+    /// Where the test's memory starts: the queue and request offsets are relative to it.
+    fn base(mem: &GuestMemory) -> u64 {
+        mem.iter().next().unwrap().start_addr().0
+    }
+
     fn desc(mem: &GuestMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = DESC + 16 * u64::from(i);
+        let at = base(mem) + DESC + 16 * u64::from(i);
         mem.write_obj(addr, GuestAddress(at)).unwrap();
         mem.write_obj(len, GuestAddress(at + 8)).unwrap();
         mem.write_obj(flags, GuestAddress(at + 12)).unwrap();
@@ -452,10 +466,11 @@ mod tests {
     }
 
     /// Puts a three-descriptor virtio-blk request at descriptors `first..first + 3` in
-    /// avail slot `slot` and returns the status byte's address.
+    /// avail slot `slot`, its data at `data` (absolute), and returns the status byte's
+    /// address.
     fn request(mem: &GuestMemory, first: u16, slot: u16, kind: u32, sector: u64, data: u64) -> u64 {
-        let hdr = 0x4000 + 0x100 * u64::from(slot);
-        let status = 0x6000 + 0x100 * u64::from(slot);
+        let hdr = base(mem) + 0x4000 + 0x100 * u64::from(slot);
+        let status = base(mem) + 0x6000 + 0x100 * u64::from(slot);
         mem.write_obj(kind, GuestAddress(hdr)).unwrap();
         mem.write_obj(0u32, GuestAddress(hdr + 4)).unwrap();
         mem.write_obj(sector, GuestAddress(hdr + 8)).unwrap();
@@ -464,9 +479,10 @@ mod tests {
         desc(mem, first, hdr, 16, NEXT, first + 1);
         desc(mem, first + 1, data, 512, data_flags, first + 2);
         desc(mem, first + 2, status, 1, WRITE, 0);
-        mem.write_obj(first, GuestAddress(AVAIL + 4 + 2 * u64::from(slot)))
+        let avail = base(mem) + AVAIL;
+        mem.write_obj(first, GuestAddress(avail + 4 + 2 * u64::from(slot)))
             .unwrap();
-        mem.write_obj(slot + 1, GuestAddress(AVAIL + 2)).unwrap();
+        mem.write_obj(slot + 1, GuestAddress(avail + 2)).unwrap();
         status
     }
 
@@ -488,9 +504,12 @@ mod tests {
         );
     }
 
-    /// What a driver does up to DRIVER_OK: VERSION_1 only, queue 0 at DESC/AVAIL/USED.
+    /// What a driver does up to DRIVER_OK: VERSION_1 only (and ACCESS_PLATFORM where the
+    /// device offers it), queue 0 at DESC/AVAIL/USED.
     fn start_driver(dev: &mut TransportDevice, ctx: &Ctx<'_>) {
-        let blocks = [U32::new(0), U32::new(1)]; // VIRTIO_F_VERSION_1 only.
+        let platform = dev.offered_features() & ACCESS_PLATFORM;
+        let features = 1 << 32 | platform;
+        let blocks = [U32::new(features as u32), U32::new((features >> 32) as u32)];
         run(
             dev,
             TransportMessage::SetDriverFeaturesRequest {
@@ -499,13 +518,14 @@ mod tests {
             },
             ctx,
         );
+        let b = ctx.mem.map_or(0, base);
         let setup = VqueueSetup {
             index: 0,
             flags: VQUEUE_SET_ENABLE,
             size: u32::from(QSIZE),
-            desc_addr: DESC,
-            driver_addr: AVAIL,
-            device_addr: USED,
+            desc_addr: b + DESC,
+            driver_addr: b + AVAIL,
+            device_addr: b + USED,
         };
         run(dev, TransportMessage::SetVqueueRequest(setup), ctx);
         set_status(dev, ctx, 15);
@@ -530,7 +550,11 @@ mod tests {
             let mut out = Vec::new();
             assert!(dev.poll_input(ctx, |m| out.push(format!("{m:?}"))));
             assert_eq!(out, vec!["EventUsed { vq_index: 0 }".to_string()]);
-            if mem.read_obj::<u16>(GuestAddress(USED + 2)).unwrap() == used {
+            if mem
+                .read_obj::<u16>(GuestAddress(base(mem) + USED + 2))
+                .unwrap()
+                == used
+            {
                 return;
             }
             assert!(Instant::now() < deadline, "used index stays below {used}");
@@ -629,6 +653,79 @@ mod tests {
         assert_eq!(mem.read_obj::<u8>(GuestAddress(status)).unwrap(), 0);
         mem.read_slice(&mut got, GuestAddress(0xa000)).unwrap();
         assert!(got.iter().all(|b| *b == 0xa1), "read after reset");
+    }
+
+    #[test]
+    fn qemu_storage_daemon_serves_the_window_in_window_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.img");
+        let mut image = vec![0u8; 1 << 20];
+        image[1024..1536].fill(0xb2);
+        std::fs::write(&disk, &image).unwrap();
+        let sock = dir.path().join("vu.sock");
+        let Some(_qsd) = start_qsd(&disk, &sock) else {
+            return;
+        };
+
+        // As in window mode: the window, at offset 64 KiB of the region's file, is the
+        // only memory, at bus address 1 << 48.
+        let region = tempfile::tempfile_in(dir.path()).unwrap();
+        region.set_len(192 * 1024).unwrap();
+        let window = 1u64 << 48;
+        let mem = GuestMemory::from_ranges_with_files([(
+            GuestAddress(window),
+            128 * 1024,
+            Some(FileOffset::new(region, 64 * 1024)),
+        )])
+        .unwrap();
+        let ctx = Ctx {
+            mem: Some(&mem),
+            max_msg_size: 264,
+            strict_generation: false,
+        };
+        let kind = Kind::by_name("blk").unwrap();
+        let vu = VhostUser::connect(&sock, kind, 1).unwrap();
+        let mut dev = TransportDevice::new(Box::new(vu)).unwrap();
+        dev.set_access_platform(true);
+        assert_ne!(dev.offered_features() & ACCESS_PLATFORM, 0);
+        // The driver accepts ACCESS_PLATFORM; the backend, which did not offer it, does
+        // not get it (it would refuse SET_FEATURES or wait for IOTLB messages).
+        start_driver(&mut dev, &ctx);
+        assert_ne!(dev.negotiated_features() & ACCESS_PLATFORM, 0);
+        assert_eq!(dev.status(), 15);
+
+        mem.write_slice(&[0xa1; 512], GuestAddress(window + 0x8000))
+            .unwrap();
+        let status = request(&mem, 0, 0, 1, 1, window + 0x8000);
+        kick_and_wait(&mut dev, &ctx, &mem, 1);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(status)).unwrap(), 0);
+        let file = std::fs::read(&disk).unwrap();
+        assert!(
+            file[512..1024].iter().all(|b| *b == 0xa1),
+            "write not in the file"
+        );
+        let status = request(&mem, 3, 1, 0, 2, window + 0x9000);
+        kick_and_wait(&mut dev, &ctx, &mem, 2);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(status)).unwrap(), 0);
+        let mut got = [0u8; 512];
+        mem.read_slice(&mut got, GuestAddress(window + 0x9000))
+            .unwrap();
+        assert!(got.iter().all(|b| *b == 0xb2), "read into the window");
+    }
+
+    #[test]
+    fn access_platform_reaches_only_a_backend_that_offered_it() {
+        let version_1 = 1 << 32;
+        let negotiated = version_1 | ACCESS_PLATFORM | 1 << 29;
+        assert_eq!(
+            for_backend(negotiated, version_1 | 1 << 29),
+            version_1 | 1 << 29
+        );
+        assert_eq!(
+            for_backend(negotiated, version_1 | ACCESS_PLATFORM | 1 << 29),
+            negotiated
+        );
+        assert_eq!(for_backend(version_1, version_1), version_1);
     }
 
     #[test]

@@ -172,7 +172,12 @@ pub mod hdr {
     pub const DEVICE_PEER_ID: usize = 0x1C;
     pub const DEVICE_STATE: usize = 0x20;
     pub const DRIVER_STATE: usize = 0x24;
+    pub const WINDOW_OFFSET: usize = 0x28;
+    pub const WINDOW_SIZE: usize = 0x30;
 }
+
+/// Bus address of the window's first byte: area id 1, offset 0.
+pub const WINDOW_BUS: u64 = 1 << 48;
 
 const PRODUCER: usize = 0;
 const CONSUMER: usize = 64;
@@ -270,6 +275,21 @@ impl Client {
             .as_volatile_slice()
             .store(v, off, Ordering::Release)
             .unwrap()
+    }
+
+    /// A little-endian u64 of the region.
+    pub fn load_u64(&self, off: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(off, &mut b);
+        u64::from_le_bytes(b)
+    }
+
+    /// The window the header names: (offset, size); (0, 0) without one.
+    pub fn window(&self) -> (u64, u64) {
+        (
+            self.load_u64(hdr::WINDOW_OFFSET),
+            self.load_u64(hdr::WINDOW_SIZE),
+        )
     }
 
     fn ring_geometry(&self, header_field: usize) -> (usize, usize, u32) {
@@ -427,6 +447,31 @@ impl GuestRam {
         }
     }
 
+    /// The window of `client`'s region, in the role of guest RAM: address `a` here is
+    /// bus address `WINDOW_BUS + a` for the device side. A second mapping of the region's
+    /// file, as a driver side would bounce buffers through it.
+    pub fn window(client: &Client) -> Self {
+        let (offset, size) = client.window();
+        assert_ne!(size, 0, "the region has no window");
+        let file = client
+            .shm
+            .file_offset()
+            .expect("the region is a file mapping")
+            .file()
+            .try_clone()
+            .unwrap();
+        let map = MmapRegion::<()>::from_file(
+            FileOffset::new(file.try_clone().unwrap(), offset),
+            size as usize,
+        )
+        .unwrap();
+        Self {
+            map,
+            path: String::new(),
+            _file: file,
+        }
+    }
+
     pub fn write(&self, addr: u64, bytes: &[u8]) {
         self.map
             .as_volatile_slice()
@@ -464,6 +509,8 @@ pub struct SplitQueue {
     pub desc: u64,
     pub avail: u64,
     pub used: u64,
+    /// Added to the three areas' addresses in SET_VQUEUE (the window's bus address).
+    pub bus: u64,
     next_desc: u16,
     avail_idx: u16,
 }
@@ -479,6 +526,7 @@ impl SplitQueue {
             desc: base,
             avail: base + 0x1000,
             used: base + 0x2000,
+            bus: 0,
             next_desc: 0,
             avail_idx: 0,
         };
@@ -529,9 +577,9 @@ impl SplitQueue {
             index,
             flags: virtio_msg_codec::transport::VQUEUE_SET_ENABLE,
             size: u32::from(self.size),
-            desc_addr: self.desc,
-            driver_addr: self.avail,
-            device_addr: self.used,
+            desc_addr: self.bus + self.desc,
+            driver_addr: self.bus + self.avail,
+            device_addr: self.bus + self.used,
         }
     }
 }

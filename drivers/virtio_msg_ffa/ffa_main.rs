@@ -58,7 +58,7 @@ module! {
             description: "FF-A notification id (0-63) the partition is asked to signal events with",
         },
         window_kib: u32 {
-            default: 2048,
+            default: 4096,
             description: "KiB shared with the partition as the window for virtqueues and bounce buffers (0: none, the partition gets DMA addresses)",
         },
     },

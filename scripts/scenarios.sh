@@ -393,8 +393,13 @@ run_scenario() {
 	# A seeded-random fault's seed: fixed (1) unless make soak gives each pass its own.
 	devopts=${devopts//@seed/${VMSG_SOAK_SEED:-1}}
 	if [ -n "$split" ]; then
-		local devsock=$tmp/device.sock
-		"$device" ivshmem-server --socket "$sock" --device-socket "$devsock" \
+		local devsock=$tmp/device.sock srvopts=()
+		# The server makes the region: its size is the server's option.
+		if [[ " $devopts " =~ \ --shm-size\ ([^ ]+)\  ]]; then
+			srvopts=(--shm-size "${BASH_REMATCH[1]}")
+			devopts=$(trim "${devopts/--shm-size ${BASH_REMATCH[1]}/}")
+		fi
+		"$device" ivshmem-server --socket "$sock" --device-socket "$devsock" "${srvopts[@]}" \
 			--log-level info >"$dir/ivshmem-server.log" 2>&1 &
 		srv_pid=$!
 		for _ in $(seq 100); do

@@ -19,6 +19,10 @@ use kernel::{
     sync::{Arc, SetOnce},
 };
 
+/// The smallest window accepted: the rings of a few devices and one block request of the
+/// default maximum size (`max_sectors_kb`, 1280 KiB) must fit at once.
+const MIN_WINDOW: u64 = 2 << 20;
+
 /// The window of an instance and its debugfs file.
 struct InstanceWindow {
     window: Arc<Window>,
@@ -64,6 +68,17 @@ impl<B: BusLink> Instance<B> {
     pub(crate) fn set_window(&self, window: Window) -> Result {
         if self.window.as_ref().is_some() || !self.slots.lock().is_empty() {
             return Err(EBUSY);
+        }
+        let size = window.stats().size;
+        if size < MIN_WINDOW {
+            // A block request of the default size could never be mapped: it would be retried
+            // for ever. The device side chose the size; refuse it rather than hang later.
+            pr_err!(
+                "window of {} KiB refused: at least {} KiB are needed\n",
+                size / 1024,
+                MIN_WINDOW / 1024
+            );
+            return Err(EINVAL);
         }
         let window = Arc::new(window, GFP_KERNEL)?;
         let file = KBox::pin_init(

@@ -390,8 +390,9 @@ mod tests {
 
     #[test]
     fn window_is_shared_at_bring_up() -> Result {
+        // The transport's minimum: 2 MiB.
         let windowed = Config {
-            window_pages: 4,
+            window_pages: (2 << 20) / kernel::page::PAGE_SIZE,
             ..config()
         };
         // Shared as area 0 before any device is added, withdrawn at removal.
@@ -400,8 +401,9 @@ mod tests {
         let announced = bus
             .fake()
             .with(|m| m.areas.first().map(|a| (a.area_id, a.page_count, a.handle)));
-        assert_eq!(announced, Some((0, 4, 0x1000)));
-        assert_eq!(bus.0.area_memory(0).map(|m| m.pages().len()), Some(4));
+        let pages = windowed.window_pages;
+        assert_eq!(announced, Some((0, pages as u32, 0x1000)));
+        assert_eq!(bus.0.area_memory(0).map(|m| m.pages().len()), Some(pages));
         bus.0.shutdown();
         assert!(bus
             .fake()
@@ -417,6 +419,16 @@ mod tests {
         bus.fake().with(|m| m.share_error = Some(ENOMEM));
         bus.0.bring_up(None)?;
         assert!(bus.fake().with(|m| m.areas.is_empty()));
+        // A window below the transport's minimum is refused: withdrawn and reclaimed again.
+        let small = Config {
+            window_pages: 4,
+            ..config()
+        };
+        let bus = Bus::with_config(Model::alp2(), small)?;
+        bus.0.bring_up(None)?;
+        assert!(bus
+            .fake()
+            .with(|m| m.areas.is_empty() && m.reclaimed.as_slice() == [0x1000]));
         Ok(())
     }
 

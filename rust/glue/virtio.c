@@ -231,7 +231,7 @@ static dma_addr_t vmsg_map_page(union virtio_map map, struct page *page, unsigne
 static void vmsg_unmap_page(union virtio_map map, dma_addr_t handle, size_t size,
 			    enum dma_data_direction dir, unsigned long attrs)
 {
-	vmsg_window_unmap(map_window(map), handle, size, dir);
+	vmsg_window_unmap(map_window(map), handle, size, dir, attrs);
 }
 
 static void vmsg_sync_for_cpu(union virtio_map map, dma_addr_t handle, size_t size,

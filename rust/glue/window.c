@@ -91,7 +91,9 @@ static long window_reserve(struct vmsg_window *w, size_t size, size_t align)
 	unsigned long mask = align > GRANULE ? (align >> GRANULE_SHIFT) - 1 : 0;
 	unsigned long flags, start;
 
-	if (!size || nr > w->granules)
+	if (!size)
+		return -EINVAL;
+	if (nr > w->granules)
 		goto full;
 	spin_lock_irqsave(&w->lock, flags);
 	start = bitmap_find_next_zero_area(w->used, w->granules, w->hint, nr, mask);
@@ -183,6 +185,11 @@ static bool from_device(enum dma_data_direction dir)
 dma_addr_t vmsg_window_map(struct vmsg_window *w, struct page *page, unsigned long offset,
 			   size_t size, enum dma_data_direction dir)
 {
+	/*
+	 * The buffer is copied in whatever the direction, as swiotlb does: a
+	 * device side that writes less than all of it must leave the rest as
+	 * it was, not as the window held it for an earlier buffer.
+	 */
 	u8 *orig = page_address(page);
 	unsigned long i;
 	long off;
@@ -195,21 +202,20 @@ dma_addr_t vmsg_window_map(struct vmsg_window *w, struct page *page, unsigned lo
 		return DMA_MAPPING_ERROR;
 	for (i = off >> GRANULE_SHIFT; i < (off + size + GRANULE - 1) >> GRANULE_SHIFT; i++)
 		w->delta[i] = orig - (w->base + off);
-	if (to_device(dir)) {
-		bounce(w, off, size, true);
-		atomic64_add(size, &w->bounced_to_device);
-	}
+	bounce(w, off, size, true);
+	atomic64_add(size, &w->bounced_to_device);
 	return w->bus_base + off;
 }
 
 void vmsg_window_unmap(struct vmsg_window *w, dma_addr_t handle, size_t size,
-		       enum dma_data_direction dir)
+		       enum dma_data_direction dir, unsigned long attrs)
 {
 	unsigned long off;
 
 	if (!window_offset(w, handle, size, &off))
 		return;
-	if (from_device(dir)) {
+	/* A driver that synced for the CPU already may have changed the buffer since. */
+	if (from_device(dir) && !(attrs & DMA_ATTR_SKIP_CPU_SYNC)) {
 		bounce(w, off, size, false);
 		atomic64_add(size, &w->bounced_from_device);
 	}

@@ -18,8 +18,9 @@ void vmsg_window_free_coherent(struct vmsg_window *w, size_t size, dma_addr_t ha
 /* Bounces a buffer; DMA_MAPPING_ERROR when the window is full. */
 dma_addr_t vmsg_window_map(struct vmsg_window *w, struct page *page, unsigned long offset,
 			   size_t size, enum dma_data_direction dir);
+/* Copies back unless @attrs has DMA_ATTR_SKIP_CPU_SYNC, and releases the space. */
 void vmsg_window_unmap(struct vmsg_window *w, dma_addr_t handle, size_t size,
-		       enum dma_data_direction dir);
+		       enum dma_data_direction dir, unsigned long attrs);
 void vmsg_window_sync(struct vmsg_window *w, dma_addr_t handle, size_t size,
 		      enum dma_data_direction dir, bool for_device);
 size_t vmsg_window_max_mapping(struct vmsg_window *w);

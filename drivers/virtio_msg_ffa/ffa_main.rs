@@ -59,7 +59,7 @@ module! {
         },
         window_kib: u32 {
             default: 4096,
-            description: "KiB shared with the partition as the window for virtqueues and bounce buffers (0: none, the partition gets DMA addresses)",
+            description: "KiB shared with the partition as the window for virtqueues and bounce buffers (0: none, the partition gets DMA addresses; the transport needs at least 2048)",
         },
     },
 }

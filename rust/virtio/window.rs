@@ -9,7 +9,6 @@
 //! `VIRTIO_F_ACCESS_PLATFORM`, or the virtio core would bypass the window.
 
 use super::{glue, Device};
-use crate::vmsg::window_memory::WindowMemory;
 use core::ptr::NonNull;
 use kernel::prelude::*;
 
@@ -30,17 +29,15 @@ pub struct WindowStats {
     pub bounced_from_device: u64,
 }
 
-/// A window over some [`WindowMemory`], seen by the device side at `bus_base + offset`.
+/// A window over memory a bus keeps mapped (a `WindowMemory`), seen by the device side at `bus_base + offset`.
 ///
 /// # Invariants
 ///
-/// `raw` was made by `vmsg_window_new` over memory that stays mapped until `raw` is freed: it
-/// was either borrowed for `'static`-like use under the contract of [`Window::new_borrowed`], or
-/// is owned by `_memory`.
+/// `raw` was made by `vmsg_window_new` over memory that stays mapped for as long as any device
+/// given the window has virtqueues (the contract of [`Window::new_borrowed`]).
 pub struct Window {
     raw: NonNull<glue::vmsg_window>,
     bus_base: u64,
-    _memory: Option<KBox<dyn WindowMemory>>,
 }
 
 // SAFETY: The window's C functions lock what they share; any thread may call them.
@@ -49,21 +46,6 @@ unsafe impl Send for Window {}
 unsafe impl Sync for Window {}
 
 impl Window {
-    /// Creates a window over `memory`, which it keeps.
-    pub fn new(memory: KBox<dyn WindowMemory>, bus_base: u64) -> Result<Self> {
-        let len = u64::try_from(memory.size()).map_err(|_| EINVAL)?;
-        // SAFETY: By the `WindowMemory` contract the mapping is valid while `memory` lives, and
-        // the window keeps `memory` until after it freed `raw`.
-        let raw = unsafe { glue::vmsg_window_new(memory.base().as_ptr().cast(), bus_base, len) };
-        let raw = NonNull::new(raw).ok_or(EINVAL)?;
-        // INVARIANT: `raw` covers `memory`, which the window owns.
-        Ok(Self {
-            raw,
-            bus_base,
-            _memory: Some(memory),
-        })
-    }
-
     /// Creates a window over memory somebody else keeps mapped.
     ///
     /// # Safety
@@ -76,11 +58,7 @@ impl Window {
         let raw = unsafe { glue::vmsg_window_new(base.as_ptr().cast(), bus_base, len) };
         let raw = NonNull::new(raw).ok_or(EINVAL)?;
         // INVARIANT: The caller keeps the memory mapped as the type requires.
-        Ok(Self {
-            raw,
-            bus_base,
-            _memory: None,
-        })
+        Ok(Self { raw, bus_base })
     }
 
     /// The bus address of the window's first byte.

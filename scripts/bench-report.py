@@ -2,8 +2,8 @@
 """Turns the records of a `make bench` run (scripts/bench.sh) into its report.
 
 Reads, from --records (build/bench/): guest/tap.log (what tests/bench/guest.sh
-printed: fio JSON as gzip+base64 blocks, sysfs round-trip timings, interrupt
-and message counters), rings.jsonl (vmsg-ring-bench) and meta.json (machine,
+printed: fio JSON as gzip+base64 blocks, sysfs round-trip timings, interrupt,
+message and window counters), rings.jsonl (vmsg-ring-bench) and meta.json (machine,
 accelerator, parameters). Writes to --out (bench/):
 
   results.md         every figure: per transport the median over the rounds
@@ -24,11 +24,12 @@ import statistics
 import sys
 from pathlib import Path
 
-TRANSPORTS = ["msg", "msgthr", "msgvu", "pci", "vhost"]
+TRANSPORTS = ["msg", "msgthr", "msgvu", "msgwin", "pci", "vhost"]
 NAMES = {
     "msg": "virtio-msg",
     "msgthr": "virtio-msg, rx_budget=0",
     "msgvu": "virtio-msg, vhost-user bridge",
+    "msgwin": "virtio-msg, window",
     "pci": "virtio-blk-pci",
     "vhost": "vhost-user-blk",
 }
@@ -36,9 +37,12 @@ NAMES = {
 # thread only (rx_budget=0, the driver before the hard-IRQ receive path): msg / msgthr is
 # that change's effect, measured side by side. msgvu is a virtio-msg disk whose queues
 # qemu-storage-daemon serves through vmsg-device's vhost-user bridge: msgvu / vhost is the
-# same backend reached through virtio-msg or through vhost-user-blk-pci.
+# same backend reached through virtio-msg or through vhost-user-blk-pci. msgwin is a virtio-msg
+# disk on a second bus instance in window mode (vrings in the shared window, every buffer
+# bounced through it; the device side sees no guest RAM): msgwin / msg is the cost of the
+# bounce buffers, the bus and the device program being the same otherwise.
 # (numerator, denominator) of each ratio column.
-ANCHORS = [("msg", "pci"), ("msg", "vhost"), ("msg", "msgthr"), ("msgvu", "vhost")]
+ANCHORS = [("msg", "pci"), ("msg", "vhost"), ("msg", "msgthr"), ("msgvu", "vhost"), ("msgwin", "msg")]
 
 # (job, label, kind) in table order; kind: iops, mibs.
 THROUGHPUT = [
@@ -68,8 +72,8 @@ MARK = "# vmsg-bench "
 
 
 def parse_records(tap_path):
-    """Returns (info, disks, fio, counters, rtt, errors, done) from the guest's ttyS1."""
-    info, disks, fio, counters, rtt, errors = {}, {}, {}, {}, [], []
+    """Returns (info, disks, fio, counters, rtt, windows, errors, done) from the guest's ttyS1."""
+    info, disks, fio, counters, rtt, windows, errors = {}, {}, {}, {}, [], {}, []
     done = False
     block = None
     text = tap_path.read_text(errors="replace") if tap_path.exists() else ""
@@ -113,11 +117,14 @@ def parse_records(tap_path):
         elif word == "fio":
             kv = dict(x.split("=", 1) for x in rest.split())
             block = ((int(kv["round"]), kv["job"], kv["transport"]), [])
+        elif word == "window":
+            kv = dict(x.split("=", 1) for x in rest.split() if "=" in x)
+            windows[kv.pop("transport")] = kv
         elif word == "error":
             errors.append(rest)
         elif word == "done":
             done = True
-    return info, disks, fio, counters, rtt, errors, done
+    return info, disks, fio, counters, rtt, windows, errors, done
 
 
 def fio_side(data, job):
@@ -151,7 +158,8 @@ def collect(fio, counters, rtt):
         # /proc/stat counts in USER_HZ (100) ticks.
         put(f"{job}:busy_us_per_io", t, r, c["busy"] * 1e4 / n)
         put(f"{job}:idle_us_per_io", t, r, c["idle"] * 1e4 / n)
-        for k in ("requests", "events_sent", "events_received"):
+        for k in ("requests", "events_sent", "events_received", "bounced_to_device",
+                  "bounced_from_device"):
             if k in c:
                 put(f"{job}:{k}_per_io", t, r, c[k] / n)
     for d in rtt:
@@ -260,7 +268,44 @@ def count_rows():
     for job, label, _ in THROUGHPUT:
         rows.append((f"{job}:events_sent_per_io", f"{label}: EVENT_AVAIL sent per request", "/req"))
         rows.append((f"{job}:events_received_per_io", f"{label}: EVENT_USED received per request", "/req"))
+    for job, label, _ in THROUGHPUT:
+        rows.append((f"{job}:bounced_to_device_per_io", f"{label}: bytes bounced into the window per request",
+                     "B/req", "no-ratio"))
+        rows.append((f"{job}:bounced_from_device_per_io", f"{label}: bytes bounced out of the window per request",
+                     "B/req", "no-ratio"))
     return rows
+
+
+def window_lines(windows):
+    """The end-of-run window counters (msgwin), as Markdown lines."""
+    out = []
+    for t, w in sorted(windows.items()):
+        def mib(k):
+            try:
+                n = int(w[k])
+            except (KeyError, ValueError):
+                return "?"
+            return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+        out.append(
+            f"- {NAMES.get(t, t)} (bus instance {w.get('instance', '?')}): window {mib('size')}, "
+            f"peak use {mib('peak')}, in use at the end {mib('in_use')}, "
+            f"bounced to the device {mib('bounced_to_device')}, back {mib('bounced_from_device')}, "
+            f"mappings refused for lack of space (full_refusals): **{w.get('full_refusals', '?')}**"
+        )
+    return out
+
+
+def window_problems(windows, transports):
+    """Refused mappings, or a msgwin run without its window counters."""
+    out = []
+    for t, w in sorted(windows.items()):
+        if w.get("full_refusals", "0") != "0":
+            out.append(f"the window of {t} refused {w.get('full_refusals')} mapping(s) for lack of space "
+                       f"(full_refusals; peak {w.get('peak', '?')} of {w.get('size', '?')} bytes): its "
+                       "figures include waits or failed requests")
+    if "msgwin" in transports and "msgwin" not in windows:
+        out.append("no window counters for msgwin at the end of the run")
+    return out
 
 
 def sysfs_rows():
@@ -317,12 +362,12 @@ def plot(path, values, transports, anchors, rings, meta, info):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"msg": "#d95f02", "msgthr": "#fdb863", "msgvu": "#e7298a", "pci": "#1b9e77",
-              "vhost": "#7570b3"}
+    colors = {"msg": "#d95f02", "msgthr": "#fdb863", "msgvu": "#e7298a", "msgwin": "#a6761d",
+              "pci": "#1b9e77", "vhost": "#7570b3"}
     fig, axes = plt.subplots(4, 2, figsize=(14, 20))
     accel = info.get("accel", meta.get("accel_probe", "?"))
     fig.suptitle(
-        f"virtio-blk: virtio-msg (own device and vhost-user bridge) vs virtio-blk-pci vs vhost-user-blk — {accel}, "
+        f"virtio-blk: virtio-msg (own device, vhost-user bridge, window) vs virtio-blk-pci vs vhost-user-blk — {accel}, "
         f"{meta.get('nproc', '?')} × {meta.get('cpu', '?')}, {meta.get('rounds', '?')} rounds "
         "(bars: median; whiskers: min–max; labels: ratio to the anchor named)",
         fontsize=11,
@@ -433,7 +478,7 @@ def main():
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args()
     meta = json.loads((args.records / "meta.json").read_text())
-    info, disks, fio, counters, rtt, errors, done = parse_records(args.records / "guest" / "tap.log")
+    info, disks, fio, counters, rtt, windows, errors, done = parse_records(args.records / "guest" / "tap.log")
     rings = []
     rp = args.records / "rings.jsonl"
     if rp.exists():
@@ -441,6 +486,7 @@ def main():
     values = collect(fio, counters, rtt)
     transports = [t for t in TRANSPORTS if any(t in v for v in values.values())]
     anchors = [a for a in ANCHORS if a[0] in transports and a[1] in transports]
+    errors += window_problems(windows, transports)
     if "msg" not in transports or not anchors:
         print("bench-report: no virtio-msg results, or no anchor to compare them with", file=sys.stderr)
         for e in errors:
@@ -454,7 +500,7 @@ def main():
     md += [
         "",
         "Cells: median over the rounds (min–max). **msg / anchor**: the median of the per-round "
-        "ratios virtio-msg ÷ anchor (likewise msgvu ÷ vhost), each from runs made back to back (min–max). For IOPS and "
+        "ratios virtio-msg ÷ anchor (likewise msgvu ÷ vhost and msgwin ÷ msg), each from runs made back to back (min–max). For IOPS and "
         "MiB/s below 1 means virtio-msg is slower; for latencies and round trips above 1 means "
         "virtio-msg is slower. Latency is fio's total latency (submission to completion).",
         "",
@@ -469,6 +515,13 @@ def main():
         "backend's kick and its call into EVENT_USED. **msgvu / vhost** compares the same "
         "backend reached through virtio-msg and through vhost-user-blk-pci.",
         "",
+        "**virtio-msg, window** (msgwin) is a virtio-msg disk on a second bus instance (a second "
+        "ivshmem-doorbell served by a second vmsg-device) in window mode "
+        "(Documentation/shm-bus.rst, *Window mode*): the device side sees no guest RAM, the "
+        "vrings live in a window of the shared region and every buffer is bounced (copied) "
+        "through it by the transport's mapping functions. **msgwin / msg** is the cost of the "
+        "bounce buffers, the bus and the device program being the same otherwise.",
+        "",
         "## virtio-blk",
         "",
     ]
@@ -480,8 +533,15 @@ def main():
            "time it waited for the host (device side, QEMU, doorbells, interrupt delivery). "
            "Context switches: the guest's. Interrupts: the ivshmem vector of virtio_msg_shm "
            "(virtio-msg) or the disk's own MSI-X vectors (PCI). EVENT_AVAIL/EVENT_USED: the "
-           "virtio-msg device's debugfs counters.", ""]
+           "virtio-msg device's debugfs counters. Bytes bounced: the window's debugfs counters "
+           "(msgwin only).", ""]
     md += table(values, count_rows(), transports, anchors)
+    if windows:
+        md += ["", "## The window (msgwin)", "",
+               "Debugfs `window` of msgwin's bus instance after all its runs (ramps and all rounds "
+               "included); full_refusals must be 0, or some requests waited for or failed to get "
+               "window space.", ""]
+        md += window_lines(windows)
     md += ["", "## One transport message round trip", "",
            "`vmsg-sysfs-rtt` in the guest times open+read+close of "
            "`/sys/bus/virtio/devices/virtioN/status`, which calls the transport's `get_status`: "
@@ -505,13 +565,15 @@ def main():
     (args.out / "results.md").write_text("\n".join(md))
 
     sec = ["## Benchmarks", "",
-           "    make bench    # about 21 minutes; not part of make check",
+           "    make bench    # about 25 minutes; not part of make check",
            "",
-           "`scripts/bench.sh` boots one guest with four virtio-blk disks on the same backing file: "
+           "`scripts/bench.sh` boots one guest with five virtio-blk disks on the same backing file: "
            "virtio-msg (virtio_msg_shm, tools/vmsg-device, ivshmem-doorbell), QEMU's virtio-blk-pci, "
-           "vhost-user-blk-pci served by qemu-storage-daemon, and a virtio-msg disk whose queues "
+           "vhost-user-blk-pci served by qemu-storage-daemon, a virtio-msg disk whose queues "
            "the same qemu-storage-daemon serves through vmsg-device's vhost-user bridge "
-           "(msgvu / vhost: the same backend through both paths); the virtio-msg disk is measured "
+           "(msgvu / vhost: the same backend through both paths), and a virtio-msg disk on a second "
+           "bus instance in window mode, every buffer bounced through the shared region (msgwin / msg: "
+           "the cost of the bounce buffers); the first virtio-msg disk is measured "
            "twice, with the ring drained in the hard interrupt handler (default) and only in the "
            "interrupt thread (rx_budget=0, as before). fio runs each job on each disk back "
            "to back, round after round; the report is the median of each figure and of the per-round "
@@ -520,7 +582,8 @@ def main():
            "[bench/results.md](bench/results.md), plot: [bench/results.png](bench/results.png).",
            "", "Latest run:", ""]
     sec += machine_lines(meta, info)
-    sec += ["", "Median (min–max) over the rounds; ratio = virtio-msg ÷ anchor (msgvu ÷ vhost for the bridge), per round (below 1: "
+    sec += ["", "Median (min–max) over the rounds; ratio = virtio-msg ÷ anchor (msgvu ÷ vhost for the bridge, msgwin ÷ msg "
+            "for the window), per round (below 1: "
             "virtio-msg slower for IOPS and MiB/s; above 1: slower for latencies). Under TCG with the "
             "test kernel's debug options the one-vCPU guest is CPU-bound, so the ratios mostly compare "
             "the guest CPU time each transport spends per request; results.md breaks it down (guest "
@@ -531,7 +594,7 @@ def main():
     (args.out / "README-section.md").write_text("\n".join(sec))
 
     dump = {
-        "meta": meta, "guest": info, "disks": disks, "errors": errors, "complete": done,
+        "meta": meta, "guest": info, "disks": disks, "windows": windows, "errors": errors, "complete": done,
         "figures": {m: {t: {"per_round": {str(r): v for r, v in sorted(tv.items())}, "summary": summary(tv)}
                         for t, tv in per_t.items()} for m, per_t in sorted(values.items())},
         # Keyed by the anchor for virtio-msg ratios, "num/den" for the others.

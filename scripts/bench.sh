@@ -2,9 +2,10 @@
 # `make bench`: virtio-blk over virtio-msg against QEMU's own virtio-blk-pci
 # and vhost-user-blk-pci (qemu-storage-daemon), plus a virtio-msg disk whose
 # queues the same qemu-storage-daemon serves through vmsg-device's vhost-user
-# bridge, all in one guest on the same backing file; also the message round
-# trip of the transport and the throughput of the shared-memory rings on the
-# host alone.
+# bridge and a virtio-msg disk on a second bus instance in window mode (every
+# buffer bounced through the shared region), all in one guest on the same
+# backing file; also the message round trip of the transport and the
+# throughput of the shared-memory rings on the host alone.
 #
 # Steps:
 #  1. build vmsg-device and tools/vmsg-bench (release);
@@ -12,12 +13,14 @@
 #  3. the guest image: the usual one with fio (Debian's, with its shared
 #     libraries) plus tests/bench/guest.sh and vmsg-sysfs-rtt, appended as a
 #     second cpio archive;
-#  4. a 256 MiB image in /dev/shm, served four ways at once: vmsg-device
+#  4. a 256 MiB image in /dev/shm, served five ways at once: vmsg-device
 #     (virtio-msg over ivshmem-doorbell), QEMU's -drive + virtio-blk-pci,
-#     qemu-storage-daemon's vhost-user-blk export + vhost-user-blk-pci, and a
+#     qemu-storage-daemon's vhost-user-blk export + vhost-user-blk-pci, a
 #     second export of the same qemu-storage-daemon node behind a second
-#     vmsg-device device (--device vhost-user:..., the bridge: msgvu); every
-#     one does buffered I/O on the same tmpfs file, one queue of 256;
+#     vmsg-device device (--device vhost-user:..., the bridge: msgvu), and a
+#     second vmsg-device on a second ivshmem-doorbell in window mode
+#     (--window, no guest RAM: msgwin); every one does buffered I/O on the
+#     same tmpfs file, one queue of 256;
 #  5. boot the guest (plan bench); it runs every fio job on every transport,
 #     back to back, for VMSG_BENCH_ROUNDS rounds (tests/bench/guest.sh);
 #  6. scripts/bench-report.py turns the records into bench/results.md,
@@ -27,7 +30,7 @@
 # Environment: VMSG_BENCH_ROUNDS (4), VMSG_BENCH_RUNTIME (4 s per fio job),
 # VMSG_BENCH_RAMP (1 s), VMSG_BENCH_RTT_SECONDS (2 s per sysfs attribute),
 # VMSG_BENCH_RING_SECONDS (1 s per ring scenario), VMSG_BENCH_TRANSPORTS
-# (msg,msgthr,msgvu,pci,vhost), VMSG_BENCH_JOBS (all; comma separated names of
+# (msg,msgthr,msgvu,msgwin,pci,vhost), VMSG_BENCH_JOBS (all; comma separated names of
 # tests/bench/guest.sh), VMSG_BENCH_OUT (bench/), VMSG_ACCEL.
 # Raw records stay in build/bench/.
 set -uo pipefail
@@ -39,12 +42,23 @@ runtime=${VMSG_BENCH_RUNTIME:-4}
 ramp=${VMSG_BENCH_RAMP:-1}
 rtt_seconds=${VMSG_BENCH_RTT_SECONDS:-2}
 ring_seconds=${VMSG_BENCH_RING_SECONDS:-1}
-transports=${VMSG_BENCH_TRANSPORTS:-msg,msgthr,msgvu,pci,vhost}
+transports=${VMSG_BENCH_TRANSPORTS:-msg,msgthr,msgvu,msgwin,pci,vhost}
 jobs=${VMSG_BENCH_JOBS:-}
 results=${VMSG_BENCH_OUT:-$VMSG_TOP/bench}
 DISK_MIB=256
 GUEST_RAM=1G # Must equal scripts/qemu.sh's -m.
 VHOST_PCI=0000:00:0b.0
+# msgwin: the second ivshmem-doorbell, served by a vmsg-device in window mode.
+# Its window holds the vrings (7 KiB) and every request in flight, bounced.
+# fio keeps at most 32 requests in flight (tests/bench/guest.sh), 2 MiB at
+# most (16 x 128 KiB), whatever the block layer merges them into; 64 MiB also
+# holds a full queue of 32 requests of the block layer's default largest
+# (max_sectors_kb 1280 KiB: 40 MiB). The header and rings take the other half
+# of the region, whose size QEMU wants a power of two (BAR2). A window that
+# runs full shows in the report (full_refusals).
+MSGWIN_PCI=0000:00:0d.0
+MSGWIN_WINDOW=64M
+MSGWIN_SHM=128M
 
 kbuild=${KBUILD:-$(cat "$VMSG_BUILD/kbuild-dir" 2>/dev/null)} ||
 	die "no kernel build directory: run make check once, or set KBUILD"
@@ -91,9 +105,10 @@ VMSG_GUEST_PROGRAMS="fio" scripts/guest-image.sh "$out/base.cpio.gz" "${kos[@]}"
 	die "building the guest image failed"
 extra=$(mktemp -d)
 tmp=$(mktemp -d /dev/shm/vmsg-bench.XXXXXX) || die "cannot create a directory under /dev/shm"
-dev_pid= qsd_pid=
+dev_pid= win_pid= qsd_pid=
 cleanup() {
 	[ -n "$dev_pid" ] && kill -KILL "$dev_pid" 2>/dev/null
+	[ -n "$win_pid" ] && kill -KILL "$win_pid" 2>/dev/null
 	[ -n "$qsd_pid" ] && kill -KILL "$qsd_pid" 2>/dev/null
 	rm -rf "$tmp" "$extra"
 }
@@ -113,6 +128,7 @@ cat "$out/base.cpio.gz" "$out/extra.cpio.gz" >"$out/guest.cpio.gz"
 
 # One image, zero-filled (allocated, not sparse) so that no transport reads holes.
 disk=$tmp/disk.img sock=$tmp/ivshmem.sock vsock=$tmp/vhost.sock vusock=$tmp/msgvu.sock ram=$tmp/guest-ram
+wsock=$tmp/msgwin.sock
 dd if=/dev/zero of="$disk" bs=1M count=$DISK_MIB status=none || die "cannot write $disk"
 truncate -s "$GUEST_RAM" "$ram"
 
@@ -157,14 +173,36 @@ has_transport msgvu && device_args+=(--device "vhost-user:socket=$vusock,type=bl
 dev_pid=$!
 wait_socket "$sock" "$dev_pid" || die "vmsg-device did not start, see $out/vmsg-device.log"
 
+# msgwin: a second vmsg-device, for a second bus instance, in window mode: no
+# --guest-memory (the guest RAM file stays shared with the first one only).
+if has_transport msgwin; then
+	log "bench: starting vmsg-device in window mode ($MSGWIN_WINDOW window in $MSGWIN_SHM)"
+	"$device" --socket "$wsock" --shm-size "$MSGWIN_SHM" --window "$MSGWIN_WINDOW" \
+		--device "blk:path=$disk,serial=bench-msgwin" \
+		--log-level warn >"$out/vmsg-device-msgwin.log" 2>&1 &
+	win_pid=$!
+	if ! wait_socket "$wsock" "$win_pid"; then
+		log "bench: vmsg-device in window mode did not start (see $out/vmsg-device-msgwin.log): measuring without msgwin"
+		drop_transport msgwin
+	fi
+fi
+
 qemu_args=(
 	-object "memory-backend-file,id=mem,size=$GUEST_RAM,mem-path=$ram,share=on"
 	-machine memory-backend=mem
 	-chardev "socket,path=$sock,id=ivsh"
 	-device ivshmem-doorbell,chardev=ivsh,vectors=1,addr=0x0c
 )
+if has_transport msgwin; then
+	# A second PCI function, at MSGWIN_PCI: virtio_msg_shm binds both, one
+	# bus instance each.
+	qemu_args+=(
+		-chardev "socket,path=$wsock,id=ivshwin"
+		-device ivshmem-doorbell,chardev=ivshwin,vectors=1,addr=0x0d
+	)
+fi
 if has_transport pci; then
-	# Buffered host I/O like vmsg-device's; the image is opened three times.
+	# Buffered host I/O like vmsg-device's; the image is opened several times.
 	qemu_args+=(
 		-drive "file=$disk,if=none,id=d0,format=raw,cache=writeback,aio=threads,file.locking=off"
 		-device virtio-blk-pci,drive=d0,serial=bench-pci,num-queues=1,queue-size=256,addr=0x0a
@@ -185,12 +223,12 @@ budget=$((rounds * (ntrans * njobs * (runtime + ramp + 6) + 2 * ntrans * rtt_sec
 log "bench: booting the guest: $rounds round(s) of $njobs fio job(s) x $ntrans transport(s) ($transports), ${runtime}+${ramp} s each; at most $budget s"
 start=$(date +%s)
 scripts/qemu.sh "$kernel" "$out/guest.cpio.gz" "$out/guest" "$budget" \
-	"$clock_args vmsg.plan=bench kunit.filter_glob=none-in-bench vmsg.bench_transports=$transports vmsg.bench_rounds=$rounds vmsg.bench_runtime=$runtime vmsg.bench_ramp=$ramp vmsg.bench_rtt_seconds=$rtt_seconds vmsg.bench_vhost=$VHOST_PCI${jobs:+ vmsg.bench_jobs=$jobs}" \
+	"$clock_args vmsg.plan=bench kunit.filter_glob=none-in-bench vmsg.bench_transports=$transports vmsg.bench_rounds=$rounds vmsg.bench_runtime=$runtime vmsg.bench_ramp=$ramp vmsg.bench_rtt_seconds=$rtt_seconds vmsg.bench_vhost=$VHOST_PCI vmsg.bench_msgwin=$MSGWIN_PCI${jobs:+ vmsg.bench_jobs=$jobs}" \
 	-- "${qemu_args[@]}"
 elapsed=$(($(date +%s) - start))
 log "bench: guest finished after $elapsed s ($(cat "$out/guest/status" 2>/dev/null))"
 
-for pid_var in dev_pid qsd_pid; do
+for pid_var in dev_pid win_pid qsd_pid; do
 	pid=${!pid_var}
 	[ -n "$pid" ] || continue
 	kill -TERM "$pid" 2>/dev/null

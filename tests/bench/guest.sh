@@ -11,6 +11,11 @@
 #          through vmsg-device's vhost-user bridge; its serial is the
 #          backend's (GET_ID goes to qemu-storage-daemon), so it is the disk
 #          that is none of the others;
+#   msgwin virtio-blk over virtio-msg on a second bus instance (a second
+#          ivshmem-doorbell, vmsg.bench_msgwin, served by a second vmsg-device
+#          in window mode): vrings in the shared window and every buffer
+#          bounced through it; serial "bench-msgwin"; its window's debugfs
+#          counters are printed at the end ("window ...");
 #   pci    QEMU's virtio-blk-pci, serial "bench-pci";
 #   vhost  vhost-user-blk-pci served by qemu-storage-daemon, found by its PCI
 #          address (vmsg.bench_vhost).
@@ -24,14 +29,16 @@
 # "# vmsg-bench ..." and base64 blocks of gzipped fio JSON; scripts/bench-report.py
 # reads them.
 #
-# Parameters (kernel command line): vmsg.bench_transports (msg,msgthr,msgvu,pci,vhost),
+# Parameters (kernel command line): vmsg.bench_transports (msg,msgthr,msgvu,msgwin,pci,vhost),
 # vmsg.bench_rounds, vmsg.bench_runtime and vmsg.bench_ramp (seconds per fio
-# job), vmsg.bench_rtt_seconds (per sysfs attribute), vmsg.bench_jobs (names
-# from the list below, comma separated; default all).
+# job), vmsg.bench_rtt_seconds (per sysfs attribute), vmsg.bench_vhost and
+# vmsg.bench_msgwin (PCI addresses), vmsg.bench_jobs (names from the list
+# below, comma separated; default all).
 
 # Interrupts taken so far (all CPUs) on the lines of /proc/interrupts that
-# contain $1: the ivshmem vector of virtio_msg_shm, or a disk's own virtio-pci
-# vectors ("virtioN-").
+# contain $1: the ivshmem vector of virtio_msg_shm (its PCI address, or
+# "virtio_msg_shm" for all instances), or a disk's own virtio-pci vectors
+# ("virtioN-").
 irqs() {
 	awk -v pat="$1" 'index($0, pat) { for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; else break } END { print s + 0 }' /proc/interrupts
 }
@@ -43,22 +50,25 @@ cpu() { awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 + $9; i = $5 + $6 } $1 == 
 # Requests completed by disk $1 (reads + writes, from its stat file).
 ios() { awk '{ print $1 + $5 }' "/sys/block/$1/stat"; }
 
-# The virtio-msg counters of the $1-th virtio-blk device (1: msg, the blk
-# device; 2: msgvu, the bridge, which vmsg-device lists second), as
-# "name=value ...".
+# The virtio-msg counters of the $2-th virtio-blk device of the bus instance
+# on PCI device $1 (msg: 1 on the first instance; msgvu: 2 there, the bridge,
+# which vmsg-device lists second; msgwin: 1 on the second instance), and the
+# byte counts of that instance's window if it has one, as "name=value ...".
 msg_counters() {
 	n=0
-	for f in /sys/kernel/debug/virtio_msg-*/dev*/stats; do
+	for f in /sys/kernel/debug/virtio_msg-"$1"/dev*/stats; do
 		[ -r "$f" ] || continue
 		grep -q '^device_id: 2$' "$f" || continue
 		n=$((n + 1))
-		[ "$n" = "$1" ] || continue
+		[ "$n" = "$2" ] || continue
 		sed -n 's/^\(requests\|responses\|events_sent\|events_received\|timeouts\): \([0-9]*\)$/\1=\2/p' "$f" | tr '\n' ' '
-		return 0
+		break
 	done
+	f=/sys/kernel/debug/virtio_msg-$1/window
+	[ -r "$f" ] && sed -n 's/^\(full_refusals\|bounced_to_device\|bounced_from_device\): \([0-9]*\)$/\1=\2/p' "$f" | tr '\n' ' '
 }
 
-# snap FILE IRQ-PATTERN DISK MSG(0|1|2: msg_counters' argument) pre|post: the counters of one fio run,
+# snap FILE IRQ-PATTERN DISK MSG(0, or PCI/N: msg_counters' arguments) pre|post: the counters of one fio run,
 # taken by fio itself right before and after the job (exec_prerun and
 # exec_postrun), so that fio's own start and report stay out of them. The CPU
 # times are read last before the job and first after it.
@@ -66,7 +76,7 @@ if [ "${1:-}" = snap ]; then
 	file=$2 pat=$3 disk=$4 msg=$5 when=$6
 	[ "$when" = post ] && c=$(cpu)
 	line="irqs=$(irqs "$pat") ios=$(ios "$disk") uptime=$(cut -d' ' -f1 /proc/uptime)"
-	[ "$msg" != 0 ] && line="$line $(msg_counters "$msg")"
+	[ "$msg" != 0 ] && line="$line $(msg_counters "${msg%/*}" "${msg##*/}")"
 	[ "$when" = pre ] && c=$(cpu)
 	set -- $c
 	echo "$line busy=$1 idle=$2 ctxt=$3" >"$file"
@@ -82,6 +92,7 @@ runtime=$(arg bench_runtime)
 ramp=$(arg bench_ramp)
 rtt_seconds=$(arg bench_rtt_seconds)
 vhost_pci=$(arg bench_vhost)
+msgwin_pci=$(arg bench_msgwin)
 only_jobs=$(arg bench_jobs | tr , ' ')
 : "${transports:=msg pci}" "${rounds:=3}" "${runtime:=5}" "${ramp:=1}" "${rtt_seconds:=1}"
 
@@ -105,9 +116,16 @@ disk_of() {
 		case $1 in
 		msg | msgthr) [ "$(cat "$b/serial" 2>/dev/null)" = bench-msg ] && { basename "$b"; return 0; } ;;
 		pci) [ "$(cat "$b/serial" 2>/dev/null)" = "bench-$1" ] && { basename "$b"; return 0; } ;;
+		msgwin)
+			[ "$(cat "$b/serial" 2>/dev/null)" = bench-msgwin ] || continue
+			# Under the second ivshmem device (vmsg.bench_msgwin), when named.
+			[ -z "$msgwin_pci" ] || case "$(readlink -f "$b")" in */"$msgwin_pci"/*) ;; *) continue ;; esac
+			basename "$b"
+			return 0
+			;;
 		vhost) case "$(readlink -f "$b")" in */"$vhost_pci"/*) basename "$b"; return 0 ;; esac ;;
 		msgvu)
-			case "$(cat "$b/serial" 2>/dev/null)" in bench-msg | bench-pci) continue ;; esac
+			case "$(cat "$b/serial" 2>/dev/null)" in bench-msg | bench-pci | bench-msgwin) continue ;; esac
 			case "$(readlink -f "$b")" in */"$vhost_pci"/*) continue ;; esac
 			basename "$b"
 			return 0
@@ -142,7 +160,23 @@ for t in $transports; do
 	echo none >"/sys/block/$d/queue/scheduler" 2>/dev/null
 	vdev=$(basename "$(readlink -f "/sys/block/$d/device")")
 	eval "vdev_$t=$vdev"
-	say "disk transport=$t dev=$d virtio=$vdev sectors=$(cat "/sys/block/$d/size") scheduler=$(cat "/sys/block/$d/queue/scheduler") nr_requests=$(cat "/sys/block/$d/queue/nr_requests") max_sectors_kb=$(cat "/sys/block/$d/queue/max_sectors_kb") path=$(readlink -f "/sys/block/$d")"
+	# The device's parent: the PCI device of its bus instance (virtio-msg) or
+	# the virtio-pci function.
+	parent=$(basename "$(dirname "$(readlink -f "/sys/block/$d/device")")")
+	eval "parent_$t=$parent"
+	# The lines of /proc/interrupts to count: a virtio-pci disk's own vectors;
+	# for virtio-msg the ivshmem vector of its bus instance, on the line that
+	# names its PCI device, else (a kernel that does not name it) every
+	# virtio_msg_shm line.
+	case $t in
+	msg*)
+		ipat=virtio_msg_shm
+		grep virtio_msg_shm /proc/interrupts | grep -qF "$parent" && ipat=$parent
+		;;
+	*) ipat=$vdev- ;;
+	esac
+	eval "irqpat_$t=\$ipat"
+	say "disk transport=$t dev=$d virtio=$vdev irqs=$ipat sectors=$(cat "/sys/block/$d/size") scheduler=$(cat "/sys/block/$d/queue/scheduler") nr_requests=$(cat "/sys/block/$d/queue/nr_requests") max_sectors_kb=$(cat "/sys/block/$d/queue/max_sectors_kb") path=$(readlink -f "/sys/block/$d")"
 done
 
 # virtio_msg_shm's rx_budget as loaded (its default), read once; use_transport
@@ -151,7 +185,7 @@ budget_files=$(ls /sys/kernel/debug/virtio_msg_shm-*/rx_budget 2>/dev/null)
 default_budget=$(cat $budget_files 2>/dev/null | head -n 1)
 use_transport() {
 	case $1 in
-	msg | msgvu) b=$default_budget ;;
+	msg | msgvu | msgwin) b=$default_budget ;;
 	msgthr) b=0 ;;
 	*) return 0 ;;
 	esac
@@ -219,10 +253,11 @@ delta() {
 fio_run() {
 	r=$1 t=$2 job=$3 rw=$4 bs=$5 qd=$6
 	eval "d=\$disk_$t"
+	eval "p=\$parent_$t pat=\$irqpat_$t"
 	case $t in
-	msg | msgthr) pat=virtio_msg_shm msg=1 ;;
-	msgvu) pat=virtio_msg_shm msg=2 ;;
-	*) eval "pat=\"\$vdev_$t-\""; msg=0 ;;
+	msg | msgthr | msgwin) msg=$p/1 ;;
+	msgvu) msg=$p/2 ;;
+	*) msg=0 ;;
 	esac
 	use_transport "$t"
 	rm -f /tmp/snap.pre /tmp/snap.post
@@ -268,4 +303,16 @@ while [ $r -le "$rounds" ]; do
 	done
 	r=$((r + 1))
 done
+# The window of msgwin's bus instance after all its runs: full_refusals must
+# be 0 (a refused mapping is an I/O error or a retry, not a measurement).
+case " $transports " in
+*" msgwin "*)
+	f=/sys/kernel/debug/virtio_msg-$parent_msgwin/window
+	if [ -r "$f" ]; then
+		say "window transport=msgwin instance=$parent_msgwin $(sed -n 's/^\([a-z_]*\): \([0-9a-fx]*\)$/\1=\2/p' "$f" | tr '\n' ' ')"
+	else
+		say "error no window for msgwin: $f"
+	fi
+	;;
+esac
 say "done uptime=$(cut -d' ' -f1 /proc/uptime)"

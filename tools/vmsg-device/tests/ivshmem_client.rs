@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{hdr, Client, Device};
+use common::{hdr, startup_error, Client, Device};
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
 use virtio_msg_codec::{Frame, Message};
@@ -207,16 +207,7 @@ fn no_accepted_revision_refuses_every_version() {
 fn startup_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("s");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmsg-device"))
-            .arg("--socket")
-            .arg(&sock)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let run = |args: &[&str]| startup_error(&sock, args);
     let e = run(&["--device", "blk:path=/nonexistent/disk.img"]);
     assert!(
         e.contains("/nonexistent/disk.img") && e.contains("No such file"),
@@ -228,12 +219,7 @@ fn startup_errors_are_clear() {
     assert!(e.contains("too small"), "{e}");
     // A socket somebody listens on is refused.
     let dev = Device::spawn(&[]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmsg-device"))
-        .arg("--socket")
-        .arg(&dev.socket)
-        .output()
-        .unwrap();
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.contains("in use"), "{e}");
+    let e = startup_error(&dev.socket, &[]);
+    assert!(e.contains("in use"), "{e}");
     assert!(dev.socket.exists(), "the live socket was left alone");
 }

@@ -12,65 +12,22 @@ use std::time::Duration;
 
 use common::{
     expect_used, features_ok, hdr, kick, negotiate, transport, version_status, wait_for, Client,
-    Device, GuestRam, SplitQueue, ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
+    Device, GuestRam, Split, SplitQueue, ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::BusMessage;
 use virtio_msg_codec::shm::VersionStatus;
 use virtio_msg_codec::transport::TransportMessage as T;
 use virtio_msg_codec::{Frame, Message};
 
-struct Split {
-    server: Device,
-    qemu_socket: PathBuf,
-    device_socket: PathBuf,
-    state: PathBuf,
-}
-
-fn start_server() -> Split {
-    let dir = tempfile::tempdir().unwrap();
-    let qemu_socket = dir.path().join("qemu.sock");
-    let device_socket = dir.path().join("device.sock");
-    let state = dir.path().join("state");
-    let args = [
-        "ivshmem-server",
-        "--socket",
-        qemu_socket.to_str().unwrap(),
-        "--device-socket",
-        device_socket.to_str().unwrap(),
-        "--shm-size",
-        "64K",
-    ];
-    let server = Device::spawn_with(dir, &args, &device_socket, "server.log");
-    Split {
-        server,
-        qemu_socket,
-        device_socket,
-        state,
-    }
-}
-
-/// Starts the device logic (`--connect`, `--state`) and waits for the state file.
-fn spawn_device(split: &Split, extra: &[&str], log_name: &str) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "--connect",
-        split.device_socket.to_str().unwrap(),
-        "--state",
-        split.state.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Device::spawn_with(dir, &args, &split.state, log_name)
-}
-
 /// Starts the device logic; it is ready once it has written its state file.
 fn start_device(split: &Split, extra: &[&str], log_name: &str) -> Device {
     let _ = std::fs::remove_file(&split.state);
-    spawn_device(split, extra, log_name)
+    split.spawn_device(extra, log_name)
 }
 
 /// Restarts the device logic without removing the state file first.
 fn restart_device(split: &Split, extra: &[&str]) -> Device {
-    let dev = spawn_device(split, extra, "device2.log");
+    let dev = split.spawn_device(extra, "device2.log");
     // The state file exists already: wait for the log line instead.
     wait_for("the restarted device logic to join", || {
         dev.log().contains("joined")
@@ -130,7 +87,7 @@ fn disk(dir: &Path) -> PathBuf {
 
 #[test]
 fn qemu_waits_for_the_region_and_sees_one_fixed_device_peer() {
-    let split = start_server();
+    let split = Split::start("64K");
     // QEMU connects before any device logic: it is held until the region is laid out.
     let qemu = split.qemu_socket.clone();
     let early = std::thread::spawn(move || Client::connect(&qemu, 1));
@@ -166,7 +123,7 @@ fn qemu_waits_for_the_region_and_sees_one_fixed_device_peer() {
 
 #[test]
 fn killed_device_logic_resumes_state_rings_and_virtqueues() {
-    let split = start_server();
+    let split = Split::start("64K");
     let ram = GuestRam::new(1 << 20);
     let disk_dir = tempfile::tempdir().unwrap();
     let disk = disk(disk_dir.path());
@@ -258,7 +215,7 @@ fn killed_device_logic_resumes_state_rings_and_virtqueues() {
 
 #[test]
 fn a_new_driver_side_after_the_old_one_left_gets_a_fresh_region() {
-    let split = start_server();
+    let split = Split::start("64K");
     let _dev = start_device(&split, &["--device", "rng"], "device.log");
     let client = Client::connect(&split.qemu_socket, 1);
     negotiate(&client);
@@ -274,7 +231,7 @@ fn a_new_driver_side_after_the_old_one_left_gets_a_fresh_region() {
 
 #[test]
 fn a_successor_with_another_layout_is_refused_and_the_same_one_resumes() {
-    let split = start_server();
+    let split = Split::start("64K");
     let mut dev = start_device(&split, &["--device", "rng"], "device.log");
     let client = Client::connect(&split.qemu_socket, 1);
     negotiate(&client);
@@ -313,7 +270,7 @@ fn a_successor_with_another_layout_is_refused_and_the_same_one_resumes() {
 
 #[test]
 fn the_device_logic_serves_on_when_the_server_dies() {
-    let mut split = start_server();
+    let mut split = Split::start("64K");
     let dev = start_device(&split, &["--device", "rng"], "device.log");
     let client = Client::connect(&split.qemu_socket, 1);
     negotiate(&client);

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{
-    expect_used, features_ok, hdr, kick, negotiate, transport, wait_for, Client, Device, GuestRam,
-    SplitQueue, ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1, WINDOW_BUS,
+    expect_used, features_ok, hdr, kick, negotiate, startup_error, transport, wait_for, Client,
+    Device, GuestRam, Split, SplitQueue, ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
+    WINDOW_BUS,
 };
 use virtio_msg_codec::transport::TransportMessage as T;
 
@@ -203,16 +202,7 @@ fn a_new_client_finds_the_window_again() {
 fn startup_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("s");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmsg-device"))
-            .arg("--socket")
-            .arg(&sock)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} started");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let run = |args: &[&str]| startup_error(&sock, args);
     let e = run(&["--window", "4M", "--guest-memory", "/dev/shm/none"]);
     assert!(
         e.contains("--window and --guest-memory exclude each other"),
@@ -227,54 +217,16 @@ fn startup_errors_name_the_problem() {
     assert!(e.contains("multiple of 4096"), "{e}");
 }
 
-struct Split {
-    server: Device,
-    qemu_socket: PathBuf,
-    device_socket: PathBuf,
-    state: PathBuf,
-}
-
-fn start_server(shm_size: &str) -> Split {
-    let dir = tempfile::tempdir().unwrap();
-    let qemu_socket = dir.path().join("qemu.sock");
-    let device_socket = dir.path().join("device.sock");
-    let state = dir.path().join("state");
-    let args = [
-        "ivshmem-server",
-        "--socket",
-        qemu_socket.to_str().unwrap(),
-        "--device-socket",
-        device_socket.to_str().unwrap(),
-        "--shm-size",
-        shm_size,
-    ];
-    let server = Device::spawn_with(dir, &args, &device_socket, "server.log");
-    Split {
-        server,
-        qemu_socket,
-        device_socket,
-        state,
-    }
-}
-
 /// Starts the device logic of split mode; ready once it has joined.
 fn device_logic(split: &Split, extra: &[&str], log_name: &str) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "--connect",
-        split.device_socket.to_str().unwrap(),
-        "--state",
-        split.state.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let dev = Device::spawn_with(dir, &args, &split.state, log_name);
+    let dev = split.spawn_device(extra, log_name);
     wait_for("the device logic to join", || dev.log().contains("joined"));
     dev
 }
 
 #[test]
 fn split_mode_the_device_logic_lays_out_the_window_and_resumes_with_it() {
-    let split = start_server("1M");
+    let split = Split::start("1M");
     let dir = tempfile::tempdir().unwrap();
     let rng = entropy(&dir);
     let args = ["--window", "256K", "--device", rng.as_str()];
@@ -332,7 +284,7 @@ fn split_mode_the_device_logic_lays_out_the_window_and_resumes_with_it() {
 
 #[test]
 fn split_mode_a_region_too_small_for_the_window_is_refused() {
-    let split = start_server("64K");
+    let split = Split::start("64K");
     let mut dev = Device::spawn_with(
         tempfile::tempdir().unwrap(),
         &[

@@ -691,3 +691,64 @@ pub fn features_ok(client: &Client, dev_num: u16, features: u64) -> u32 {
         other => panic!("{other:?}"),
     })
 }
+
+/// Split mode: `vmsg-device ivshmem-server` (QEMU's side and the region) and the paths
+/// the device logic joins it by.
+pub struct Split {
+    pub server: Device,
+    pub qemu_socket: PathBuf,
+    pub device_socket: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Split {
+    /// Starts the server with a region of `shm_size`.
+    pub fn start(shm_size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let qemu_socket = dir.path().join("qemu.sock");
+        let device_socket = dir.path().join("device.sock");
+        let state = dir.path().join("state");
+        let args = [
+            "ivshmem-server",
+            "--socket",
+            qemu_socket.to_str().unwrap(),
+            "--device-socket",
+            device_socket.to_str().unwrap(),
+            "--shm-size",
+            shm_size,
+        ];
+        let server = Device::spawn_with(dir, &args, &device_socket, "server.log");
+        Split {
+            server,
+            qemu_socket,
+            device_socket,
+            state,
+        }
+    }
+
+    /// Starts the device logic (`--connect`, `--state`, then `extra`) and waits for the
+    /// state file.
+    pub fn spawn_device(&self, extra: &[&str], log_name: &str) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--connect",
+            self.device_socket.to_str().unwrap(),
+            "--state",
+            self.state.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Device::spawn_with(dir, &args, &self.state, log_name)
+    }
+}
+
+/// Runs `vmsg-device --socket SOCK ARGS...`, which must fail to start; returns its stderr.
+pub fn startup_error(sock: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmsg-device"))
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

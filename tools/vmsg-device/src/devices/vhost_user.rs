@@ -418,6 +418,18 @@ mod tests {
         }
     }
 
+    /// A 1 MiB disk image in `dir` whose sector 2 is 0xb2 bytes, served by
+    /// qemu-storage-daemon: the image, the vhost-user socket and the daemon.
+    fn serve_test_disk(dir: &Path) -> Option<(PathBuf, PathBuf, Qsd)> {
+        let disk = dir.join("disk.img");
+        let mut image = vec![0u8; 1 << 20];
+        image[1024..1536].fill(0xb2);
+        std::fs::write(&disk, &image).unwrap();
+        let sock = dir.join("vu.sock");
+        let qsd = start_qsd(&disk, &sock)?;
+        Some((disk, sock, qsd))
+    }
+
     fn start_qsd(disk: &Path, sock: &Path) -> Option<Qsd> {
         let child = Command::new("qemu-storage-daemon")
             .arg("--blockdev")
@@ -564,12 +576,7 @@ mod tests {
     #[test]
     fn qemu_storage_daemon_serves_a_write_and_a_read() {
         let dir = tempfile::tempdir().unwrap();
-        let disk = dir.path().join("disk.img");
-        let mut image = vec![0u8; 1 << 20];
-        image[1024..1536].fill(0xb2);
-        std::fs::write(&disk, &image).unwrap();
-        let sock = dir.path().join("vu.sock");
-        let Some(_qsd) = start_qsd(&disk, &sock) else {
+        let Some((disk, sock, _qsd)) = serve_test_disk(dir.path()) else {
             return;
         };
 
@@ -658,12 +665,7 @@ mod tests {
     #[test]
     fn qemu_storage_daemon_serves_the_window_in_window_mode() {
         let dir = tempfile::tempdir().unwrap();
-        let disk = dir.path().join("disk.img");
-        let mut image = vec![0u8; 1 << 20];
-        image[1024..1536].fill(0xb2);
-        std::fs::write(&disk, &image).unwrap();
-        let sock = dir.path().join("vu.sock");
-        let Some(_qsd) = start_qsd(&disk, &sock) else {
+        let Some((disk, sock, _qsd)) = serve_test_disk(dir.path()) else {
             return;
         };
 

@@ -11,24 +11,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    expect_used, features_ok, hdr, kick, negotiate, transport, version_status, wait_for, Client,
-    Device, GuestRam, SplitQueue, ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
+    driver_ok, expect_used, features_ok, hdr, kick, negotiate, transport, version_status, wait_for,
+    Client, Device, GuestRam, SplitQueue, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
 use virtio_msg_codec::transport::TransportMessage as T;
 use virtio_msg_codec::{Frame, Message};
-
-fn driver_ok(client: &Client, dev_num: u16) {
-    let r = client.call(transport(
-        dev_num,
-        0x1ff,
-        T::SetDeviceStatusRequest {
-            status: ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
-        },
-    ));
-    assert!(r.2.contains("status: 15"), "{}", r.2);
-}
 
 fn control(path: &Path, line: &str) -> String {
     let mut s = UnixStream::connect(path).unwrap();

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    expect_used, features_ok, kick, negotiate, transport, Client, Device, GuestRam, SplitQueue,
-    ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
+    driver_ok, expect_used, features_ok, kick, negotiate, transport, Client, Device, GuestRam,
+    SplitQueue, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::{present_devices, BusMessage};
 use virtio_msg_codec::transport::{DeviceInfo, TransportMessage as T};
@@ -138,14 +138,7 @@ fn discovery_info_and_an_rng_request() {
         "{}",
         r.2
     );
-    let r = client.call(transport(
-        0,
-        0x503,
-        T::SetDeviceStatusRequest {
-            status: ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
-        },
-    ));
-    assert!(r.2.contains("status: 15"), "{}", r.2);
+    driver_ok(&client, 0);
 
     ram.write(0x40000, &[0xee; 64]);
     let head = q.add_chain(&ram, &[(0x40000, 64, true)]);

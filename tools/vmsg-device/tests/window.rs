@@ -7,9 +7,8 @@
 mod common;
 
 use common::{
-    expect_used, features_ok, hdr, kick, negotiate, startup_error, transport, wait_for, Client,
-    Device, GuestRam, Split, SplitQueue, ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK, VERSION_1,
-    WINDOW_BUS,
+    driver_ok, expect_used, features_ok, hdr, kick, negotiate, startup_error, transport, wait_for,
+    Client, Device, GuestRam, Split, SplitQueue, FEATURES_OK, VERSION_1, WINDOW_BUS,
 };
 use virtio_msg_codec::transport::TransportMessage as T;
 
@@ -38,6 +37,19 @@ fn check_header(client: &Client, window: u64) {
     assert_eq!(client.load_u64(0x38), 0, "reserved");
 }
 
+/// Device 0's feature bits 32-63, as the response prints them.
+fn feature_block_1(client: &Client) -> String {
+    let r = client.call(transport(
+        0,
+        0x400,
+        T::GetDeviceFeaturesRequest {
+            block_index: 1,
+            num_blocks: 1,
+        },
+    ));
+    r.2
+}
+
 /// Brings rng device 0 to DRIVER_OK with its queue in the window at offset 0x1000.
 fn start_rng(client: &Client, win: &GuestRam) -> SplitQueue {
     assert_ne!(
@@ -54,14 +66,7 @@ fn start_rng(client: &Client, win: &GuestRam) -> SplitQueue {
         "{}",
         r.2
     );
-    let r = client.call(transport(
-        0,
-        0x503,
-        T::SetDeviceStatusRequest {
-            status: ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
-        },
-    ));
-    assert!(r.2.contains("status: 15"), "{}", r.2);
+    driver_ok(client, 0);
     q
 }
 
@@ -79,15 +84,8 @@ fn rng_served_from_the_window_and_nothing_else() {
 
     // ACCESS_PLATFORM (bit 33) is offered: bit 1 of feature block 1 (with VERSION_1,
     // bit 32, and RING_RESET, bit 40).
-    let r = client.call(transport(
-        0,
-        0x400,
-        T::GetDeviceFeaturesRequest {
-            block_index: 1,
-            num_blocks: 1,
-        },
-    ));
-    assert!(r.2.contains("features: [U32(259)]"), "{}", r.2);
+    let r = feature_block_1(&client);
+    assert!(r.contains("features: [U32(259)]"), "{r}");
     // A driver that does not accept it gets no FEATURES_OK.
     assert_eq!(features_ok(&client, 0, VERSION_1) & FEATURES_OK, 0);
     assert!(
@@ -161,15 +159,8 @@ fn without_a_window_nothing_changes() {
     let client = Client::connect(&dev.socket, 1);
     assert_eq!(client.window(), (0, 0));
     negotiate(&client);
-    let r = client.call(transport(
-        0,
-        0x400,
-        T::GetDeviceFeaturesRequest {
-            block_index: 1,
-            num_blocks: 1,
-        },
-    ));
-    assert!(r.2.contains("features: [U32(257)]"), "{}", r.2);
+    let r = feature_block_1(&client);
+    assert!(r.contains("features: [U32(257)]"), "{r}");
     assert_ne!(features_ok(&client, 0, VERSION_1) & FEATURES_OK, 0);
 }
 

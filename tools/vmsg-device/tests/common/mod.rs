@@ -752,3 +752,16 @@ pub fn startup_error(sock: &Path, args: &[&str]) -> String {
     assert!(!out.status.success(), "{args:?} started");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Sets DRIVER_OK (after [`features_ok`] and the queue setup) and checks the device took it.
+pub fn driver_ok(client: &Client, dev_num: u16) {
+    use virtio_msg_codec::transport::TransportMessage as T;
+    let r = client.call(transport(
+        dev_num,
+        0x1ff,
+        T::SetDeviceStatusRequest {
+            status: ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
+        },
+    ));
+    assert!(r.2.contains("status: 15"), "{}", r.2);
+}

@@ -18,6 +18,9 @@
 # The kernel build directory; scripts/kernel.sh provides (and caches) one.
 KBUILD ?= $(shell $(CURDIR)/scripts/setup.sh >&2 && $(CURDIR)/scripts/kernel.sh)
 LLVM ?= -19
+# scripts/accel.sh chooses the guests' accelerator once per make invocation.
+VMSG_RUN_ID := $(or $(VMSG_RUN_ID),$(shell date +%s.%N)-make)
+export VMSG_RUN_ID
 CLIPPY ?=
 
 RUST_SOURCES = $(shell find drivers rust tests/harness -name '*.rs' 2>/dev/null)

@@ -14,7 +14,7 @@ cd "$VMSG_TOP"
 mkdir -p "$VMSG_BUILD"
 # Results of an earlier run must not be counted again.
 rm -rf "$VMSG_BUILD"/guest-main "$VMSG_BUILD"/guest-e2e "$VMSG_BUILD"/e2e-skip.tap \
-	"$VMSG_BUILD"/harness.tap "$VMSG_BUILD"/cargo-test.log{,.rc}
+	"$VMSG_BUILD"/harness.tap "$VMSG_BUILD"/accel-selftest.tap "$VMSG_BUILD"/cargo-test.log{,.rc}
 rm -rf "$VMSG_BUILD"/scenarios
 rm -rf "$VMSG_BUILD"/guest-arm64 "$VMSG_BUILD"/arm64-skip.tap
 steps=$VMSG_BUILD/steps.tap
@@ -48,6 +48,7 @@ report() {
 		[ -f "$d/host.tap" ] && args+=(--tap "$d/host.tap")
 	done
 	[ -f "$VMSG_BUILD/harness.tap" ] && args+=(--tap "$VMSG_BUILD/harness.tap")
+	[ -f "$VMSG_BUILD/accel-selftest.tap" ] && args+=(--tap "$VMSG_BUILD/accel-selftest.tap")
 	[ -f "$VMSG_BUILD/guest-arm64/status" ] && args+=(--guest "arm64=$VMSG_BUILD/guest-arm64")
 	[ -f "$VMSG_BUILD/arm64-skip.tap" ] && args+=(--tap "$VMSG_BUILD/arm64-skip.tap")
 	python3 "$VMSG_TOP/scripts/results.py" report "${args[@]}"
@@ -65,6 +66,10 @@ step bindings-up-to-date scripts/gen-bindings.sh --check
 (cd tools && cargo test --workspace 2>&1; echo $? >"$VMSG_BUILD/cargo-test.log.rc") >"$VMSG_BUILD/cargo-test.log"
 step cargo-clippy sh -c 'cd tools && cargo clippy --workspace --all-targets --quiet -- -D warnings'
 step cargo-fmt sh -c 'cd tools && cargo fmt --all --check'
+
+# The accelerator choice itself, against a fake QEMU (seconds); the real
+# choice is made, and logged, by the first guest's boot.
+tests/harness/accel-selftest.sh >"$VMSG_BUILD/accel-selftest.tap"
 
 # The guest: every module, KUnit at load, then the selftests.
 kernel_image=$KBUILD/arch/x86/boot/bzImage

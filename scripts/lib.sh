@@ -6,6 +6,9 @@ VMSG_CACHE=${VMSG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/virtio-msg-rs}
 VMSG_BUILD=${VMSG_BUILD:-$VMSG_TOP/build}
 VMSG_LLVM=${VMSG_LLVM:--19}
 export PATH="$HOME/.cargo/bin:$PATH"
+# One run (a make invocation, or the first script): scripts/accel.sh decides
+# the accelerator once per run.
+export VMSG_RUN_ID=${VMSG_RUN_ID:-$(date +%s.%N)-$$}
 
 log() { printf '[vmsg] %s\n' "$*" >&2; }
 die() { printf '[vmsg] error: %s\n' "$*" >&2; exit 1; }

@@ -6,6 +6,11 @@
 use core::ptr::NonNull;
 use kernel::{bindings, device::Bound, pci, prelude::*, sync::Arc};
 
+/// The smallest window the transport accepts: the rings of a few devices and one block request
+/// of the default maximum size (`max_sectors_kb`, 1280 KiB) must fit at once. Buses check it
+/// before they announce an instance whose device side offers a smaller one.
+pub const MIN_WINDOW_SIZE: u64 = 2 << 20;
+
 /// Memory that can back a window.
 ///
 /// # Safety

@@ -40,4 +40,5 @@ for prog in ${VMSG_GUEST_PROGRAMS-mke2fs e2fsck}; do
 	done
 done
 
+mkdir -p "$(dirname "$out")"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"

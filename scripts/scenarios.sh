@@ -24,8 +24,9 @@
 # runs its tests (tests/selftests/scenario/). While it runs, this script
 # answers the guest's requests for control commands ("# vmsg-host add blk",
 # "# vmsg-host remove blk" on its test serial line) and, in split mode, for
-# "kill-device" (SIGKILL to the device logic), "restart-device MS" (SIGKILL,
-# MS ms later the same command again) and "check-image BASE R,R,..." (the
+# "kill-device" (SIGKILL to the device logic), "stop-device" (SIGTERM: the
+# device side going away), "start-device" (the device logic again),
+# "restart-device MS" (SIGKILL, MS ms later the same command again) and "check-image BASE R,R,..." (the
 # 4 KiB blocks from BASE on hold the writer pattern of tests/selftests/scenario/
 # lib.sh for the rounds given: R, R1/R2 for either, 0 for zeros, - for any).
 # Afterwards it checks the
@@ -148,18 +149,19 @@ start_device_logic() {
 	return 1
 }
 
-# Split mode: SIGKILL to the device logic, then waits for it to be gone.
+# Split mode: a signal (SIGKILL unless $1 names another) to the device logic,
+# then waits for it to be gone.
 kill_device_logic() {
-	local pid
-	pid=$(cat "$tmp/dev.pid" 2>/dev/null) && kill -KILL "$pid" 2>/dev/null || {
+	local pid sig=${1:-KILL}
+	pid=$(cat "$tmp/dev.pid" 2>/dev/null) && kill -"$sig" "$pid" 2>/dev/null || {
 		echo "error no device logic running"
 		return
 	}
 	for _ in $(seq 200); do
-		[ -e "$tmp/dev.rc" ] && { echo "ok killed $pid"; return; }
+		[ -e "$tmp/dev.rc" ] && { echo "ok stopped $pid by SIG$sig (status $(cat "$tmp/dev.rc"))"; return; }
 		sleep 0.05
 	done
-	echo "error device logic $pid still running after SIGKILL"
+	echo "error device logic $pid still running after SIG$sig"
 }
 
 # Compares the image with what the guest says it wrote: check_image BASE SPEC.
@@ -204,11 +206,16 @@ serve_guest_requests() {
 			"add blk") cmd="add blk:path=$disk" ;;
 			"add "*) cmd=$req ;;
 			"remove "*) cmd="remove $added" ;;
-			kill-device | "restart-device "* | "check-image "*)
+			kill-device | stop-device | start-device | "restart-device "* | "check-image "*)
 				if [ -z "$split" ]; then
 					answer="error not in split mode"
 				elif [ "$req" = kill-device ]; then
 					answer=$(kill_device_logic)
+				elif [ "$req" = stop-device ]; then
+					# SIGTERM: the device side going away (device_state 2).
+					answer=$(kill_device_logic TERM)
+				elif [ "$req" = start-device ]; then
+					if start_device_logic; then answer="ok started"; else answer="error start failed, see vmsg-device.log"; fi
 				elif [ "${req%% *}" = check-image ]; then
 					read -r _ base spec <<<"$req"
 					answer=$(check_image "$base" "$spec")

@@ -58,6 +58,16 @@ pub(crate) struct MsgDevice<B: BusLink> {
     #[pin]
     cache: IrqSpinLock<KVec<u8>>,
     cache_generation: AtomicU32,
+    /// The generation `generation()` returned last, and how many calls in a row returned one
+    /// different from the call before: the virtio core re-reads config until two calls agree,
+    /// so a device that changes it on every read would keep a driver looping for ever.
+    last_generation: AtomicU32,
+    generation_changes: AtomicU32,
+    /// Kicks the bus had no room for, by queue (the notification data to send), and whether
+    /// any is kept; sent again when the bus resumes events.
+    #[pin]
+    kicks: IrqSpinLock<KVec<Option<u32>>>,
+    kicks_kept: AtomicBool,
     pub(crate) stats: Stats,
 }
 
@@ -86,6 +96,7 @@ impl<B: BusLink> MsgDevice<B> {
 
     fn build(link: Arc<B>, terms: BusTerms, dev_num: u16, info: DeviceInfo) -> Result<Arc<Self>> {
         let cache = KVec::from_elem(0u8, info.config_size as usize, GFP_KERNEL)?;
+        let kicks = KVec::from_elem(None, info.max_virtqueues as usize, GFP_KERNEL)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 link,
@@ -96,6 +107,10 @@ impl<B: BusLink> MsgDevice<B> {
                 reset_done: AtomicBool::new(false),
                 cache <- crate::new_irq_spinlock!(cache, c"virtio_msg_config_cache"),
                 cache_generation: AtomicU32::new(0),
+                last_generation: AtomicU32::new(0),
+                generation_changes: AtomicU32::new(0),
+                kicks <- crate::new_irq_spinlock!(kicks, c"virtio_msg_kicks"),
+                kicks_kept: AtomicBool::new(false),
                 stats: Stats::default(),
             }),
             GFP_KERNEL,
@@ -244,6 +259,22 @@ impl<B: BusLink> MsgDevice<B> {
         Err(EAGAIN)
     }
 
+    /// Marks the device broken when the config generation changed on more consecutive
+    /// `generation()` calls than two per allowed config read attempt: a driver re-reading its
+    /// config until it is stable would otherwise never get past it (its probe, and removal
+    /// waiting on the probe, would hang).
+    fn check_generation_churn(&self, dev: &Device, generation: u32) {
+        if self.last_generation.swap(generation, Ordering::Relaxed) == generation {
+            self.generation_changes.store(0, Ordering::Relaxed);
+            return;
+        }
+        let changes = self.generation_changes.fetch_add(1, Ordering::Relaxed) + 1;
+        if changes > 2 * config_read_tries() {
+            self.stats.protocol_errors.inc();
+            self.fail(Some(dev), "config generation changed on every read");
+        }
+    }
+
     /// Records config bytes the device reported, for readers that cannot sleep.
     pub(crate) fn update_cache(&self, offset: u32, data: &[u8], generation: u32) {
         let mut cache = self.cache.lock();
@@ -320,6 +351,41 @@ impl<B: BusLink> MsgDevice<B> {
             }
         }
         false
+    }
+
+    /// Keeps the kick of queue `index` for [`MsgDevice::resend_kicks`]; false for a queue the
+    /// device does not have.
+    fn keep_kick(&self, index: u32, data: u32) -> bool {
+        let mut kicks = self.kicks.lock();
+        let Some(kept) = kicks.get_mut(index as usize) else {
+            return false;
+        };
+        *kept = Some(data);
+        self.kicks_kept.store(true, Ordering::Release);
+        self.stats.kicks_deferred.inc();
+        true
+    }
+
+    /// Sends the kicks kept while the bus had no room; those it still has no room for stay
+    /// kept. Any context.
+    pub(crate) fn resend_kicks(&self, dev: &Device) {
+        if !self.kicks_kept.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut kicks = self.kicks.lock();
+        for (index, kept) in kicks.iter_mut().enumerate() {
+            let Some(data) = *kept else {
+                continue;
+            };
+            match self.send_avail(index as u32, data) {
+                Ok(()) => *kept = None,
+                Err(e) if e == EAGAIN => self.kicks_kept.store(true, Ordering::Release),
+                Err(_) => {
+                    *kept = None;
+                    self.fail(Some(dev), "kept kick could not be sent");
+                }
+            }
+        }
     }
 
     /// Encodes and sends EVENT_AVAIL for queue `index`. Atomic context: no allocation.
@@ -427,21 +493,36 @@ impl<B: BusLink> Transport for MsgDevice<B> {
             offset: 0,
             length: 0,
         };
-        self.call(Some(dev), req, |m| match m {
+        let read = self.call(Some(dev), req, |m| match m {
             TransportMessage::GetConfigResponse {
                 generation,
                 offset: 0,
                 data: [],
             } => Ok(generation),
             _ => Err(eproto()),
-        })
-        .unwrap_or_else(|_| self.cache_generation.load(Ordering::Relaxed))
+        });
+        match read {
+            Ok(generation) => {
+                self.check_generation_churn(dev, generation);
+                generation
+            }
+            // Broken: the same value every time, so that the virtio core's re-read loop ends.
+            Err(_) => self.cache_generation.load(Ordering::Relaxed),
+        }
     }
 
     fn get_status(&self, dev: &Device) -> u8 {
         if !self.is_broken() {
-            if let Ok(s) = self.get_status_raw(dev) {
-                return (s & 0xff) as u8;
+            match self.get_status_raw(dev) {
+                // After a reset the device must read 0 until the driver writes a status again;
+                // the virtio core WARNs on anything else when it removes a driver.
+                Ok(s) if s != 0 && self.reset_done.load(Ordering::Acquire) => {
+                    self.stats.protocol_errors.inc();
+                    self.fail(Some(dev), "status not 0 after a reset");
+                    return 0;
+                }
+                Ok(s) => return (s & 0xff) as u8,
+                Err(_) => {}
             }
         }
         // A broken device (or one that just broke) reports DEVICE_NEEDS_RESET (0x40) so that
@@ -610,7 +691,24 @@ impl<B: BusLink> Transport for MsgDevice<B> {
     }
 
     fn notify(&self, _dev: &Device, index: u32, data: u32) -> bool {
-        !self.is_broken() && self.send_avail(index, data).is_ok()
+        if self.is_broken() {
+            return false;
+        }
+        match self.send_avail(index, data) {
+            Ok(()) => {
+                if self.kicks_kept.load(Ordering::Acquire) {
+                    // This kick says all a kept one of the same queue would.
+                    if let Some(kept) = self.kicks.lock().get_mut(index as usize) {
+                        *kept = None;
+                    }
+                }
+                true
+            }
+            // No room on the bus now: kept, and sent when the bus resumes events. Returning
+            // false would break the virtqueue for good over a device side that is only slow.
+            Err(e) if e == EAGAIN => self.keep_kick(index, data),
+            Err(_) => false,
+        }
     }
 
     fn shm_region(&self, dev: &Device, id: u8) -> Option<(u64, u64)> {

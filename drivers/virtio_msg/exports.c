@@ -15,3 +15,4 @@ EXPORT_SYMBOL_GPL(vmsg_bus_set_window);
 EXPORT_SYMBOL_GPL(vmsg_bus_add_device);
 EXPORT_SYMBOL_GPL(vmsg_bus_remove_device);
 EXPORT_SYMBOL_GPL(vmsg_bus_receive);
+EXPORT_SYMBOL_GPL(vmsg_bus_resume_events);

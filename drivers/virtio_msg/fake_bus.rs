@@ -12,7 +12,7 @@ use crate::{
         Frame, Layout, Message,
     },
 };
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kernel::{new_mutex, prelude::*, sync::Mutex};
 use zerocopy::{little_endian::U32, FromBytes};
 
@@ -60,6 +60,8 @@ pub(crate) struct Model {
     pub(crate) status_log: KVec<u32>,
     pub(crate) queues: [VqueueInfo; QUEUES],
     pub(crate) fault: Fault,
+    /// After a reset, status reads keep answering the status from before it.
+    pub(crate) sticky_status: bool,
 }
 
 /// The fake bus: a [`BusLink`] backed by a [`Model`].
@@ -70,6 +72,8 @@ pub(crate) struct FakeBus {
     pub(crate) model: Mutex<Model>,
     pub(crate) requests: AtomicU32,
     pub(crate) events: AtomicU32,
+    /// Events are refused with `EAGAIN`, as by a bus whose ring is full.
+    pub(crate) events_full: AtomicBool,
 }
 
 impl FakeBus {
@@ -103,6 +107,7 @@ impl FakeBus {
             status_log: KVec::new(),
             queues: [queue(0), queue(1)],
             fault: Fault::None,
+            sticky_status: false,
         };
         try_pin_init!(Self {
             terms: BusTerms {
@@ -114,6 +119,7 @@ impl FakeBus {
             model <- new_mutex!(model),
             requests: AtomicU32::new(0),
             events: AtomicU32::new(0),
+            events_full: AtomicBool::new(false),
         })
     }
 
@@ -198,7 +204,11 @@ impl FakeBus {
                 }
             }
             TransportMessage::GetDeviceStatusRequest => {
-                TransportMessage::GetDeviceStatusResponse { status: m.status }
+                let status = match m.status_log.iter().rev().nth(1) {
+                    Some(&before) if m.sticky_status && m.status == 0 => before,
+                    _ => m.status,
+                };
+                TransportMessage::GetDeviceStatusResponse { status }
             }
             TransportMessage::SetDeviceStatusRequest { status } => {
                 m.status = status;
@@ -277,6 +287,9 @@ impl BusLink for FakeBus {
     }
 
     fn send_event(&self, _msg: &[u8]) -> Result {
+        if self.events_full.load(Ordering::Relaxed) {
+            return Err(EAGAIN);
+        }
         self.events.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

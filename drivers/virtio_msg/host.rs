@@ -79,6 +79,10 @@ impl Host for BusHost {
     fn set_window(&self, window: Window) -> Result {
         self.instance.set_window(window)
     }
+
+    fn resume_events(&self) {
+        self.instance.resume_events()
+    }
 }
 
 crate::export_bus_host!(BusHost);

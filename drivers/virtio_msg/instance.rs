@@ -10,18 +10,17 @@ use crate::{
         codec::{transport::TransportMessage, Message},
         sync::IrqSpinLock,
         virtio::{window::Window, Registration},
+        window_memory::MIN_WINDOW_SIZE,
     },
 };
 use kernel::{
     debugfs::{Dir, File},
+    new_mutex,
     prelude::*,
     str::CString,
-    sync::{Arc, SetOnce},
+    sync::{Arc, Mutex, SetOnce},
 };
 
-/// The smallest window accepted: the rings of a few devices and one block request of the
-/// default maximum size (`max_sectors_kb`, 1280 KiB) must fit at once.
-const MIN_WINDOW: u64 = 2 << 20;
 
 /// The window of an instance and its debugfs file.
 struct InstanceWindow {
@@ -46,6 +45,11 @@ pub(crate) struct Instance<B: BusLink> {
     window: SetOnce<InstanceWindow>,
     #[pin]
     slots: IrqSpinLock<KVec<Arc<Slot<B>>>>,
+    /// Serialises adding and removing devices: bring-up and device events run in different
+    /// work items, and one number must never get two devices, nor a removal miss a device
+    /// that is still being added.
+    #[pin]
+    changes: Mutex<()>,
 }
 
 impl<B: BusLink> Instance<B> {
@@ -56,6 +60,7 @@ impl<B: BusLink> Instance<B> {
             dir,
             window: SetOnce::new(),
             slots <- crate::new_irq_spinlock!(KVec::new(), c"virtio_msg_instance_slots"),
+            changes <- new_mutex!(()),
         })
     }
 
@@ -70,13 +75,13 @@ impl<B: BusLink> Instance<B> {
             return Err(EBUSY);
         }
         let size = window.stats().size;
-        if size < MIN_WINDOW {
+        if size < MIN_WINDOW_SIZE {
             // A block request of the default size could never be mapped: it would be retried
             // for ever. The device side chose the size; refuse it rather than hang later.
             pr_err!(
                 "window of {} KiB refused: at least {} KiB are needed\n",
                 size / 1024,
-                MIN_WINDOW / 1024
+                MIN_WINDOW_SIZE / 1024
             );
             return Err(EINVAL);
         }
@@ -117,6 +122,7 @@ impl<B: BusLink> Instance<B> {
         parent: Option<&kernel::device::Device>,
         dev_num: u16,
     ) -> Result {
+        let _changing = self.changes.lock();
         if self.slot(dev_num).is_some() {
             return Err(EEXIST);
         }
@@ -173,6 +179,7 @@ impl<B: BusLink> Instance<B> {
     /// Removes device `dev_num`, which the device side removed: its driver is unbound before
     /// this returns, without messages to the device.
     pub(crate) fn remove_device(&self, dev_num: u16) -> Result {
+        let _changing = self.changes.lock();
         let slot = self.take(dev_num).ok_or(ENOENT)?;
         slot.device.retire(slot.registration.device());
         slot.registration.unregister();
@@ -183,6 +190,7 @@ impl<B: BusLink> Instance<B> {
     /// Removes every device, last added first. Each stays reachable by events until its driver
     /// is gone: removing a disk writes back its dirty data, which needs the used-buffer events.
     pub(crate) fn remove_all(&self) {
+        let _changing = self.changes.lock();
         loop {
             let last = self.slots.lock().last().cloned();
             let Some(slot) = last else {
@@ -205,6 +213,13 @@ impl<B: BusLink> Instance<B> {
         for slot in devices.iter() {
             slot.device
                 .fail(Some(slot.registration.device()), "bus instance stopped");
+        }
+    }
+
+    /// Sends the kicks every device kept while the bus had no room. Any context.
+    pub(crate) fn resume_events(&self) {
+        for slot in self.slots.lock().iter() {
+            slot.device.resend_kicks(slot.registration.device());
         }
     }
 

@@ -44,13 +44,15 @@ pub(crate) struct Stats {
     pub(crate) generation_retries: Counter,
     /// Config reads served from the cache because the caller could not sleep.
     pub(crate) atomic_config_reads: Counter,
+    /// Kicks (EVENT_AVAIL) the bus had no room for, kept and sent once it had.
+    pub(crate) kicks_deferred: Counter,
 }
 
 impl Stats {
     /// Logs every counter, for a device that goes away.
     pub(crate) fn log(&self, dev_num: u16) {
         pr_info!(
-            "device {dev_num}: requests {} responses {} events sent {} received {} timeouts {} protocol errors {} generation retries {} atomic config reads {}\n",
+            "device {dev_num}: requests {} responses {} events sent {} received {} timeouts {} protocol errors {} generation retries {} atomic config reads {} kicks deferred {}\n",
             self.requests.get(),
             self.responses.get(),
             self.events_sent.get(),
@@ -58,7 +60,8 @@ impl Stats {
             self.timeouts.get(),
             self.protocol_errors.get(),
             self.generation_retries.get(),
-            self.atomic_config_reads.get()
+            self.atomic_config_reads.get(),
+            self.kicks_deferred.get()
         );
     }
 }
@@ -83,7 +86,8 @@ impl<B: BusLink> fmt::Debug for DeviceView<B> {
         writeln!(f, "timeouts: {}", s.timeouts.get())?;
         writeln!(f, "protocol_errors: {}", s.protocol_errors.get())?;
         writeln!(f, "generation_retries: {}", s.generation_retries.get())?;
-        write!(f, "atomic_config_reads: {}", s.atomic_config_reads.get())
+        writeln!(f, "atomic_config_reads: {}", s.atomic_config_reads.get())?;
+        write!(f, "kicks_deferred: {}", s.kicks_deferred.get())
     }
 }
 

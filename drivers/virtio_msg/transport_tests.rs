@@ -248,6 +248,62 @@ mod tests {
     }
 
     #[test]
+    fn kick_without_room_is_kept_and_sent_later() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        bus.events_full.store(true, Ordering::Relaxed);
+        // Not a broken queue: the kick is kept, once per queue however often it comes.
+        assert!(dev.notify(reg.device(), 1, 0));
+        assert!(dev.notify(reg.device(), 1, 0));
+        // A queue the device lacks.
+        assert!(!dev.notify(reg.device(), 9, 0));
+        assert_eq!(dev.stats.kicks_deferred.get(), 2);
+        dev.resend_kicks(reg.device());
+        // Still no room: still kept.
+        assert_eq!(bus.events.load(Ordering::Relaxed), 0);
+        bus.events_full.store(false, Ordering::Relaxed);
+        dev.resend_kicks(reg.device());
+        assert_eq!(bus.events.load(Ordering::Relaxed), 1);
+        dev.resend_kicks(reg.device());
+        // Sent once.
+        assert_eq!(bus.events.load(Ordering::Relaxed), 1);
+        assert!(!dev.is_broken());
+        Ok(())
+    }
+
+    #[test]
+    fn config_generation_churn_breaks_the_device() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        bus.model.lock().always_bump = true;
+        // The virtio core's __virtio_cread_many(): read until two generations agree.
+        let mut buf = [0u8; 8];
+        let mut rounds = 0;
+        loop {
+            let before = dev.generation(reg.device());
+            dev.get_config(reg.device(), 0, &mut buf);
+            if dev.generation(reg.device()) == before {
+                break;
+            }
+            rounds += 1;
+            // Otherwise the config read never ends.
+            assert!(rounds < 100);
+        }
+        assert!(dev.is_broken());
+        Ok(())
+    }
+
+    #[test]
+    fn status_after_a_reset_must_be_zero() -> Result {
+        let (bus, dev, reg) = setup(264)?;
+        bus.model.lock().sticky_status = true;
+        dev.set_status(reg.device(), 0x0f);
+        dev.reset(reg.device());
+        // The virtio core WARNs on a non-zero status after its driver reset the device.
+        assert_eq!(dev.get_status(reg.device()), 0);
+        assert!(dev.is_broken());
+        Ok(())
+    }
+
+    #[test]
     fn registration_resets_and_acknowledges() -> Result {
         let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
         let instance = KBox::pin_init(

@@ -412,7 +412,9 @@ impl<P: Partition> Link<P> {
             inc(&self.stats.events_coalesced);
             return Ok(());
         }
-        queue.push_within_capacity(ev).map_err(|_| EBUSY)
+        // Full: the transport keeps the kick and sends it again once the queue drained
+        // (`resume_events` from the TX work).
+        queue.push_within_capacity(ev).map_err(|_| EAGAIN)
     }
 
     /// Sends one queued event. The partition's answer to an event carries nothing.
@@ -580,6 +582,10 @@ impl<P: Partition> WorkItem<TX_WORK> for Link<P> {
                 }
             };
             let Some(ev) = next else {
+                // Room again for the kicks the transport kept while the queue was full.
+                if let Some(reg) = this.registration() {
+                    reg.resume_events();
+                }
                 return;
             };
             if this.stopped() {

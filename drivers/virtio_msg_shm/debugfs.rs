@@ -60,6 +60,7 @@ fn write_stats(link: &Arc<ShmLink>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "dropped: {}", get(&s.dropped))?;
     writeln!(f, "timeouts: {}", get(&s.timeouts))?;
     writeln!(f, "doorbells: {}", get(&s.doorbells))?;
+    writeln!(f, "events_blocked: {}", get(&s.events_blocked))?;
     writeln!(f, "recoveries: {}", get(&s.recoveries))
 }
 

@@ -54,13 +54,16 @@ impl Instance {
     pub(crate) fn bring_up(&self) -> Result {
         let link = &self.link;
         let terms = negotiate::negotiate(link, self.our_max)?;
+        let devices = negotiate::discover(link).inspect_err(|e| {
+            dev_err!(self.parent, "device discovery (GET_DEVICES) failed: {e:?}\n");
+        })?;
         dev_info!(
             self.parent,
-            "bus instance up: revision {}, max message {} bytes\n",
+            "bus instance up: revision {}, max message {} bytes, {} device(s)\n",
             terms.revision,
-            terms.max_msg_size
+            terms.max_msg_size,
+            devices.len()
         );
-        let devices = negotiate::discover(link)?;
         let registration = Arc::new(
             BusRegistration::new(Some(&self.parent), terms, link.clone())?,
             GFP_KERNEL,
@@ -82,13 +85,15 @@ impl Instance {
         Ok(())
     }
 
-    /// Removes every device and unregisters the instance from the transport. Events keep
-    /// flowing while the devices' drivers are removed; device work queued meanwhile finds the
-    /// registration closed, and is waited for.
+    /// Removes every device and unregisters the instance from the transport. The registration
+    /// stays reachable from the receive path until then: removing a disk waits for its requests
+    /// in flight, whose used-buffer events must still reach the transport (bus-contract.rst).
+    /// Device work queued meanwhile finds the registration closed, and is waited for.
     pub(crate) fn tear_down(&self) {
-        if let Some(registration) = self.link.take_registration() {
+        if let Some(registration) = self.link.registration() {
             registration.unregister();
         }
+        drop(self.link.take_registration());
         self.link.wait_for_work();
     }
 
@@ -98,6 +103,33 @@ impl Instance {
         if let Some(registration) = self.link.registration() {
             let _ = registration.break_all();
         }
+    }
+
+    /// The device side is going away (`device_state == 2`, every device announced removed):
+    /// removes the devices without messages to it, and detaches, so that the rings are not
+    /// used until it is back.
+    pub(crate) fn go_away(&self) {
+        dev_info!(
+            self.parent,
+            "device side going away: devices removed, rings unused until it is back\n"
+        );
+        // Broken first: their drivers' removal then sends nothing to a side that left.
+        self.break_devices();
+        self.tear_down();
+        let _ = self.link.detach();
+    }
+
+    /// The device side is back (`device_state == 1` after it went away): attaches and brings
+    /// the instance up again.
+    pub(crate) fn come_back(&self) -> Result {
+        self.link.restart();
+        self.link.attach()?;
+        self.bring_up().inspect_err(|_| {
+            self.tear_down();
+            let _ = self.link.detach();
+        })?;
+        dev_info!(self.parent, "device side back: bus instance up again\n");
+        Ok(())
     }
 
     /// Starts over on a link that stopped: detaches (the device side, if it answers, resets

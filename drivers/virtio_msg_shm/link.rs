@@ -124,6 +124,8 @@ pub(crate) struct Stats {
     pub(crate) dropped: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) doorbells: AtomicU64,
+    /// Events that found the to-device ring full (kept by the transport, sent later).
+    pub(crate) events_blocked: AtomicU64,
     /// Times the instance was recovered by detaching and attaching again.
     pub(crate) recoveries: AtomicU64,
 }
@@ -157,6 +159,9 @@ pub(crate) struct ShmLink {
     detached: AtomicBool,
     /// Device add/remove work items queued and not finished; removal waits for them.
     works: AtomicU32,
+    /// Set when an event found the to-device ring full: the transport kept it, and is told
+    /// to send it again once the ring may have room (`resume_events`).
+    events_blocked: AtomicBool,
     pub(crate) stats: Stats,
 }
 
@@ -205,6 +210,7 @@ impl ShmLink {
                 broken: AtomicBool::new(false),
                 detached: AtomicBool::new(true),
                 works: AtomicU32::new(0),
+                events_blocked: AtomicBool::new(false),
                 stats: Stats::default(),
             }),
             GFP_KERNEL,
@@ -253,6 +259,11 @@ impl ShmLink {
         }
     }
 
+    /// Returns the device side's `device_state`.
+    pub(crate) fn device_state(&self) -> Result<u32> {
+        self.with_shm(region::device_state)
+    }
+
     /// Attaches to the device side (Documentation/shm-bus.rst, "Attaching").
     pub(crate) fn attach(&self) -> Result {
         if self.with_shm(region::driver_state)? != 0 {
@@ -299,7 +310,7 @@ impl ShmLink {
         let s = &self.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         pr_info!(
-            "sent {} received {} ({} in IRQ, {} in thread) dropped {} timeouts {} doorbells {} recoveries {}\n",
+            "sent {} received {} ({} in IRQ, {} in thread) dropped {} timeouts {} doorbells {} events blocked {} recoveries {}\n",
             get(&s.sent),
             get(&s.received_in_irq) + get(&s.received_in_thread),
             get(&s.received_in_irq),
@@ -307,6 +318,7 @@ impl ShmLink {
             get(&s.dropped),
             get(&s.timeouts),
             get(&s.doorbells),
+            get(&s.events_blocked),
             get(&s.recoveries)
         );
     }
@@ -373,6 +385,17 @@ impl ShmLink {
                     }
                     return Err(e);
                 }
+            }
+        }
+    }
+
+    /// Lets the transport send the events it kept when the to-device ring was full. Called
+    /// after each drain of the to-driver ring (the device side answering means it consumed)
+    /// and by the PING loop's timer. Any context.
+    pub(crate) fn resume_events(&self) {
+        if self.events_blocked.swap(false, Ordering::AcqRel) {
+            if let Some(reg) = self.registration.lock().as_ref() {
+                reg.resume_events();
             }
         }
     }
@@ -601,8 +624,14 @@ impl BusOps for ShmLink {
     }
 
     fn send_event(&self, msg: &[u8]) -> Result {
-        // Atomic context: no waiting for ring space.
-        self.send(msg, None)
+        // Atomic context: no waiting for ring space. A full ring is reported as EAGAIN: the
+        // transport keeps the event until `resume_events`.
+        self.send(msg, None).inspect_err(|e| {
+            if *e == EAGAIN {
+                self.stats.events_blocked.fetch_add(1, Ordering::Relaxed);
+                self.events_blocked.store(true, Ordering::Release);
+            }
+        })
     }
 }
 
@@ -617,7 +646,10 @@ impl ThreadedHandler for RxHandler {
             0 => ThreadedIrqReturn::WakeThread,
             budget => match link.drain(budget, &link.stats.received_in_irq) {
                 Ok(Drained::BudgetSpent) => ThreadedIrqReturn::WakeThread,
-                _ => ThreadedIrqReturn::Handled,
+                _ => {
+                    link.resume_events();
+                    ThreadedIrqReturn::Handled
+                }
             },
         }
     }
@@ -628,6 +660,7 @@ impl ThreadedHandler for RxHandler {
         while let Ok(Drained::BudgetSpent) =
             link.drain(THREAD_BATCH, &link.stats.received_in_thread)
         {}
+        link.resume_events();
         IrqReturn::Handled
     }
 }

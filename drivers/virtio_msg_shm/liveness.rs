@@ -6,7 +6,7 @@
 //! its devices are removed, the driver side detaches and attaches again, and the instance is
 //! brought up anew with whatever devices the device side has by then.
 
-use crate::instance::Instance;
+use crate::{instance::Instance, region};
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
     prelude::*,
@@ -50,14 +50,22 @@ impl Liveness {
         Ok(Some(this))
     }
 
-    /// Sleeps `ms` in steps; false if asked to stop meanwhile.
-    fn pause(&self, ms: u32) -> bool {
+    /// Sleeps `ms` in steps; false if asked to stop meanwhile. Each step also retries the
+    /// events that found the to-device ring full, for a device side that consumed them
+    /// without answering anything, and ends the pause early when the device side says it is
+    /// going away.
+    fn pause(&self, instance: &Instance, ms: u32) -> bool {
         let mut waited = 0;
         while waited < ms {
             if self.stop.load(Ordering::Acquire) {
                 return false;
             }
             fsleep(Delta::from_millis(i64::from(STEP_MS)));
+            let link = instance.link();
+            link.resume_events();
+            if !link.is_detached() && link.device_state() == Ok(region::DEVICE_GOING_AWAY) {
+                break;
+            }
             waited += STEP_MS;
         }
         !self.stop.load(Ordering::Acquire)
@@ -68,7 +76,22 @@ impl Liveness {
         let mut count: u32 = 0;
         // Failed recovery attempts in a row; only the first is logged.
         let mut failed: u32 = 0;
-        while self.pause(interval_ms) {
+        // The device side went away and is not back yet.
+        let mut away = false;
+        while self.pause(instance, interval_ms) {
+            match (away, link.device_state()) {
+                (false, Ok(region::DEVICE_GOING_AWAY)) => {
+                    instance.go_away();
+                    away = true;
+                    continue;
+                }
+                (true, Ok(region::DEVICE_READY)) => {
+                    away = instance.come_back().is_err();
+                    continue;
+                }
+                (true, _) => continue,
+                _ => {}
+            }
             if failed == 0 && !link.is_broken() {
                 count = count.wrapping_add(1);
                 match crate::negotiate::ping(link, count) {

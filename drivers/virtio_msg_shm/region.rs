@@ -44,6 +44,8 @@ const RING_SLOTS: usize = 128;
 
 /// `device_state` values.
 pub(crate) const DEVICE_READY: u32 = 1;
+/// The device side is going away: it announced every device removed.
+pub(crate) const DEVICE_GOING_AWAY: u32 = 2;
 
 /// One ring's place in the region.
 #[derive(Clone, Copy, Debug)]

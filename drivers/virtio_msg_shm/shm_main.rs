@@ -28,7 +28,7 @@ mod region;
 use instance::Instance;
 use link::{RxHandler, ShmLink, REGS_SIZE};
 use liveness::Liveness;
-use vmsg::window_memory::{BarMemory, SharedWindow};
+use vmsg::window_memory::{BarMemory, SharedWindow, MIN_WINDOW_SIZE};
 
 /// Per-device state, dropped in field order after `unbind`.
 struct ShmBus {
@@ -80,6 +80,17 @@ impl ShmDriver {
             GFP_KERNEL,
         )?;
         let window = match layout.window {
+            Some((_, size)) if size < MIN_WINDOW_SIZE => {
+                // Refused before anything is announced: the transport would refuse it at
+                // registration, after the instance was already reported up.
+                dev_err!(
+                    pdev.as_ref(),
+                    "window of {} KiB too small: at least {} KiB are needed\n",
+                    size / 1024,
+                    MIN_WINDOW_SIZE / 1024
+                );
+                return Err(EINVAL);
+            }
             Some((offset, size)) => {
                 let size = usize::try_from(size).map_err(|_| EINVAL)?;
                 let memory = BarMemory::new(pdev, 2, offset, size).inspect_err(|e| {

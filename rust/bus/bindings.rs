@@ -80,3 +80,6 @@ unsafe extern "C" {
         len: kernel::ffi::c_uint,
     ) -> kernel::ffi::c_int;
 }
+unsafe extern "C" {
+    pub fn vmsg_bus_resume_events(bus: *mut vmsg_bus);
+}

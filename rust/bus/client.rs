@@ -33,7 +33,9 @@ pub trait BusOps: Send + Sync + 'static {
     /// its length; `ETIMEDOUT` when none came. May sleep.
     fn request(&self, req: &[u8], resp: &mut [u8]) -> Result<usize>;
 
-    /// Sends event `msg`. Never sleeps: called in atomic context.
+    /// Sends event `msg`. Never sleeps: called in atomic context. `EAGAIN` when there is no
+    /// room now: the transport keeps the event until [`BusRegistration::resume_events`], which
+    /// the bus then calls once it has room.
     fn send_event(&self, msg: &[u8]) -> Result;
 }
 
@@ -202,6 +204,16 @@ impl<T: BusOps> BusRegistration<T> {
         self.with_raw(|raw| unsafe { raw::vmsg_bus_receive(raw, msg.as_ptr().cast(), len) })
     }
 
+    /// Says the bus has room for events again: the transport sends the ones it kept after
+    /// [`BusOps::send_event`] returned `EAGAIN`. Any context.
+    pub fn resume_events(&self) {
+        let _ = self.with_raw(|raw| {
+            // SAFETY: `with_raw` passes the live instance.
+            unsafe { raw::vmsg_bus_resume_events(raw) };
+            0
+        });
+    }
+
     /// Removes every device, then unregisters the instance. Events keep flowing while the
     /// devices' drivers are removed; calls made afterwards fail. Idempotent; may sleep.
     pub fn unregister(&self) {
@@ -237,14 +249,16 @@ pub fn devices_window_request(offset: u16) -> Message<'static> {
 }
 
 /// Reads the answer to [`devices_window_request`]`(offset)`: where the next window starts (0:
-/// none) and the devices present in this one. `None` if `m` does not answer that request.
+/// none) and the devices present in this one. `None` if `m` does not answer that request: it
+/// must describe exactly the window asked for (same offset, same count), or devices past a
+/// shorter bitmap would be taken as absent.
 pub fn devices_window_answer(offset: u16, m: Message<'_>) -> Option<(u16, KVec<u16>)> {
     match m {
         Message::Bus(BusMessage::GetDevicesResponse {
             offset: o,
             next_offset,
             bitmap,
-        }) if o == offset => {
+        }) if o == offset && bitmap.len() * 8 == usize::from(DEVICES_WINDOW) => {
             let mut numbers = KVec::new();
             for n in present_devices(o, bitmap) {
                 numbers.push(n, GFP_KERNEL).ok()?;

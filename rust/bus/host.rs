@@ -154,6 +154,8 @@ pub trait Host: Sized + Send + Sync + 'static {
     fn break_all(&self);
     /// Places the virtqueues and buffers of every device added from now on in `window`.
     fn set_window(&self, window: Window) -> Result;
+    /// Sends the events kept while the bus had no room. Any context.
+    fn resume_events(&self);
 }
 
 /// What a `struct vmsg_bus *` points to.
@@ -301,6 +303,16 @@ pub unsafe fn receive<H: Host>(bus: *mut raw::vmsg_bus, msg: *const c_void, len:
     to_c_int(unsafe { instance::<H>(bus) }.host.receive(msg))
 }
 
+/// Implements `vmsg_bus_resume_events`.
+///
+/// # Safety
+///
+/// `bus` is a live instance of [`register::<H>`].
+pub unsafe fn resume_events<H: Host>(bus: *mut raw::vmsg_bus) {
+    // SAFETY: Guaranteed by the caller.
+    unsafe { instance::<H>(bus) }.host.resume_events()
+}
+
 /// Defines the exported `vmsg_bus_*` functions of `virtio_msg_bus.h` for host type `$host`.
 #[macro_export]
 macro_rules! export_bus_host {
@@ -417,6 +429,19 @@ macro_rules! export_bus_host {
         ) -> kernel::ffi::c_int {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
             unsafe { $crate::vmsg::bus_host::receive::<$host>(bus, msg, len) }
+        }
+
+        /// See `vmsg_bus_resume_events` in `virtio_msg_bus.h`.
+        ///
+        /// # Safety
+        ///
+        /// As [`resume_events`]($crate::vmsg::bus_host::resume_events) requires.
+        #[no_mangle]
+        pub(crate) unsafe extern "C" fn vmsg_bus_resume_events(
+            bus: *mut $crate::vmsg::bus_host::RawBus,
+        ) {
+            // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
+            unsafe { $crate::vmsg::bus_host::resume_events::<$host>(bus) }
         }
     };
 }

@@ -44,7 +44,13 @@ struct vmsg_bus_ops {
 	 */
 	int (*request)(void *priv, const void *req, unsigned int req_len, void *resp,
 		       unsigned int resp_cap);
-	/* Sends event @msg. Never sleeps: called in atomic context. */
+	/*
+	 * Sends event @msg. Never sleeps: called in atomic context. -EAGAIN
+	 * means no room now: the transport keeps the event (coalesced: one
+	 * per virtqueue) and sends it again at the next
+	 * vmsg_bus_resume_events(), which the bus must then call once it has
+	 * room again. Any other error fails the event's virtqueue.
+	 */
 	int (*send_event)(void *priv, const void *msg, unsigned int len);
 };
 
@@ -87,5 +93,11 @@ int vmsg_bus_add_device(struct vmsg_bus *bus, u16 dev_num);
 int vmsg_bus_remove_device(struct vmsg_bus *bus, u16 dev_num);
 /* Hands over a message from the device side that is not a response. Any context. */
 int vmsg_bus_receive(struct vmsg_bus *bus, const void *msg, unsigned int len);
+/*
+ * Says the bus has room for events again after a send_event() returned
+ * -EAGAIN: the transport sends the events it kept. Any context; calling it
+ * with nothing kept costs a flag test.
+ */
+void vmsg_bus_resume_events(struct vmsg_bus *bus);
 
 #endif /* VIRTIO_MSG_BUS_H */

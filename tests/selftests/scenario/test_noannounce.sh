@@ -1,0 +1,17 @@
+#!/bin/sh
+# A bus instance the driver refused at probe was never announced: the kernel
+# log has no "bus instance up" (virtio_msg_shm) and no "bus instance
+# registered" (virtio_msg) line (issue 18, point 2).
+. ./lib.sh
+ktap_plan 2
+
+not_logged() {
+	lines=$(dmesg | grep -F "$1")
+	[ -z "$lines" ] && return 0
+	echo "$lines" | head -n 3 | sed 's/^/# kernel: /'
+	return 1
+}
+
+ktap_check "no 'bus instance up' line" not_logged "bus instance up"
+ktap_check "no 'bus instance registered' line" not_logged "bus instance registered"
+ktap_finish

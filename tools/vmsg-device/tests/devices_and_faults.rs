@@ -5,32 +5,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{
-    driver_ok, expect_used, features_ok, hdr, kick, negotiate, transport, version_status, wait_for,
-    Client, Device, GuestRam, SplitQueue, FEATURES_OK, VERSION_1,
+    control, driver_ok, expect_used, features_ok, hdr, kick, negotiate, ping, transport,
+    version_status, wait_for, Client, Device, GuestRam, SplitQueue, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
 use virtio_msg_codec::transport::TransportMessage as T;
 use virtio_msg_codec::{Frame, Message};
-
-fn control(path: &Path, line: &str) -> String {
-    let mut s = UnixStream::connect(path).unwrap();
-    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
-    s.write_all(format!("{line}\n").as_bytes()).unwrap();
-    let mut answer = String::new();
-    BufReader::new(s).read_line(&mut answer).unwrap();
-    answer.trim_end().to_string()
-}
-
-fn ping(token: u16, data: u32) -> Frame<'static> {
-    Frame::bus(token, Message::Bus(BusMessage::PingRequest { data }))
-}
 
 fn blk_request(kind: u32, sector: u64) -> Vec<u8> {
     let mut h = Vec::new();

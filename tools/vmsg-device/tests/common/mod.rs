@@ -410,6 +410,12 @@ impl Client {
     }
 }
 
+/// A PING request.
+pub fn ping(token: u16, data: u32) -> Frame<'static> {
+    use virtio_msg_codec::bus::BusMessage;
+    Frame::bus(token, Message::Bus(BusMessage::PingRequest { data }))
+}
+
 /// A transport request frame with a token.
 pub fn transport(
     dev_num: u16,
@@ -638,6 +644,17 @@ pub fn expect_used(client: &Client, dev_num: u16, vq_index: u32) {
             format!("Transport(EventUsed {{ vq_index: {vq_index} }})")
         )
     );
+}
+
+/// Sends one line to the control socket at `path` and returns its answer line.
+pub fn control(path: &Path, line: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer).unwrap();
+    answer.trim_end().to_string()
 }
 
 /// Polls `cond` until it holds; fails the test after [`TIMEOUT`].

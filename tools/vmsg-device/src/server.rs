@@ -168,6 +168,7 @@ impl Server {
             max_msg_size: config.max_msg_size,
             transport_features: TRANSPORT_F_STRICT_CONFIG_GENERATION,
             access_platform: config.window.is_some(),
+            removal_grace: config.removal_grace,
         });
         let mut ignored = Vec::new();
         for spec in &config.devices {
@@ -422,6 +423,9 @@ impl Server {
                 self.check_driver_state();
                 self.consume();
             }
+            if self.bus.forget_expired(Instant::now()) {
+                self.persist();
+            }
             self.flush();
         }
         self.shutdown();
@@ -433,6 +437,9 @@ impl Server {
         let mut t = TICK;
         if let Some(Reverse(d)) = self.delayed.peek() {
             t = t.min(d.at.saturating_duration_since(now));
+        }
+        if let Some(at) = self.bus.next_removal_deadline() {
+            t = t.min(at.saturating_duration_since(now));
         }
         if !self.backlog.is_empty() && self.client.is_some() {
             t = t.min(FULL_RETRY);
@@ -823,13 +830,10 @@ impl Server {
                 },
                 Err(e) => format!("error {e}"),
             },
-            Command::Remove(n) => {
-                if self.bus.remove_device(n, &mut out) {
-                    "ok".into()
-                } else {
-                    format!("error no device {n}")
-                }
-            }
+            Command::Remove(n) => match self.bus.remove_device(n, &mut out) {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("error {e}"),
+            },
             Command::Inject(n, data) => match self.bus.inject(n, &data, &mut out) {
                 Ok(()) => "ok".into(),
                 Err(e) => format!("error {e}"),
@@ -840,9 +844,14 @@ impl Server {
                     .device_numbers()
                     .into_iter()
                     .filter_map(|n| {
+                        let removed = if self.bus.is_removed(n) {
+                            "(removed)"
+                        } else {
+                            ""
+                        };
                         self.bus
                             .device(n)
-                            .map(|d| format!("{n}:{}", d.device().name()))
+                            .map(|d| format!("{n}:{}{removed}", d.device().name()))
                     })
                     .collect();
                 format!("ok {}", list.join(" "))

@@ -132,20 +132,8 @@ fn blk_write_read_flush_get_id() {
 #[test]
 fn console_echo_and_injection() {
     let ram = GuestRam::new(1 << 20);
-    let dir = tempfile::tempdir().unwrap();
-    let ctl = dir.path().join("ctl");
-    let ctl_arg = ctl.to_str().unwrap().to_string();
-    let dev = Device::spawn_in(
-        dir,
-        &[
-            "--guest-memory",
-            &ram.path,
-            "--device",
-            "console",
-            "--control",
-            &ctl_arg,
-        ],
-    );
+    let (dev, ctl) =
+        Device::spawn_with_control(&["--guest-memory", &ram.path, "--device", "console"]);
     let client = Client::connect(&dev.socket, 1);
     negotiate(&client);
     features_ok(&client, 0, VERSION_1);
@@ -180,10 +168,7 @@ fn console_echo_and_injection() {
 
 #[test]
 fn hot_plug_over_the_control_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let ctl = dir.path().join("ctl");
-    let ctl_arg = ctl.to_str().unwrap().to_string();
-    let dev = Device::spawn_in(dir, &["--device", "rng", "--control", &ctl_arg]);
+    let (dev, ctl) = Device::spawn_with_control(&["--device", "rng"]);
     let client = Client::connect(&dev.socket, 1);
     negotiate(&client);
     assert_eq!(control(&ctl, "add console"), "ok 1");
@@ -195,7 +180,7 @@ fn hot_plug_over_the_control_socket() {
         other => panic!("{other:?}"),
     });
     assert_eq!(event, (0, DeviceState::Removed));
-    assert_eq!(control(&ctl, "list"), "ok 1:console");
+    assert_eq!(control(&ctl, "list"), "ok 0:rng(removed) 1:console");
     assert!(control(&ctl, "add toaster").starts_with("error unknown device kind"));
     let r = client.call(Frame::bus(
         9,

@@ -47,6 +47,16 @@ impl Device {
         Self::spawn_with(dir, &all, &socket, "device.log")
     }
 
+    /// Same, with a control socket (`--control DIR/ctl`); returns the socket's path too.
+    pub fn spawn_with_control(args: &[&str]) -> (Self, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = dir.path().join("ctl");
+        let ctl_arg = ctl.to_str().unwrap().to_string();
+        let mut all = vec!["--control", ctl_arg.as_str()];
+        all.extend_from_slice(args);
+        (Self::spawn_in(dir, &all), ctl)
+    }
+
     /// Starts `vmsg-device ARGS... --log-level debug` in `dir`, logging to `log_name`
     /// there, and waits for `ready` to exist. `socket` is set to `ready`.
     pub fn spawn_with(dir: tempfile::TempDir, args: &[&str], ready: &Path, log_name: &str) -> Self {

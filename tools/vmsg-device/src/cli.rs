@@ -64,7 +64,9 @@ Device SPECs:
 Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
   no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, corrupt-index=N,
   short=N, unknown-id, unsolicited, config-size=N, config-range, queue-size=N|huge,
-  feature-blocks, fuzz=SEED[/PCT] (PCT percent of the messages mutated at random)
+  feature-blocks, fuzz=SEED[/PCT] (PCT percent of the messages mutated at random),
+  stall=MS[@N] (once, after N messages read (20), the to-device ring is not read for MS
+  ms (500), so that it fills up; no :DEV)
 
 Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"

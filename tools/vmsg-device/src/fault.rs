@@ -32,9 +32,12 @@
 //! | `fuzz=SEED[/PCT]` | PCT percent (default 10) of the messages to the driver are    |
 //! |                   | mutated at random (`crate::fuzz`), from a PRNG seeded by SEED; |
 //! |                   | a mutated event is followed by the intact one                 |
+//! | `stall=MS[@N]`    | once, after N messages read from the driver (default 20), the |
+//! |                   | to-device ring is not read for MS milliseconds (default 500), |
+//! |                   | so that it fills up; then it is consumed as usual             |
 //!
-//! Every kind but `corrupt-index` takes `:DEV`. `fuzz` mutates events too; the others
-//! change responses only.
+//! Every kind but `corrupt-index` and `stall` takes `:DEV`. `fuzz` mutates events too;
+//! the others change responses only (`stall` delays everything).
 
 use std::fmt;
 use std::str::FromStr;
@@ -115,6 +118,13 @@ pub enum FaultKind {
         /// Percentage of messages mutated.
         percent: u8,
     },
+    /// Stop reading the to-device ring for a while, once.
+    Stall {
+        /// How long.
+        pause: Duration,
+        /// After how many messages read.
+        after: u32,
+    },
 }
 
 /// A fault and the device it is limited to.
@@ -145,6 +155,7 @@ impl fmt::Display for FaultSpec {
             FaultKind::QueueSize(n) => write!(f, "queue-size={n}"),
             FaultKind::FeatureBlocks => write!(f, "feature-blocks"),
             FaultKind::Fuzz { seed, percent } => write!(f, "fuzz={seed}/{percent}"),
+            FaultKind::Stall { pause, after } => write!(f, "stall={}@{after}", pause.as_millis()),
         }?;
         match self.dev {
             Some(d) => write!(f, ":{d}"),
@@ -155,7 +166,8 @@ impl fmt::Display for FaultSpec {
 
 const KNOWN: &str = "no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, \
                      corrupt-index=N, short=N, unknown-id, unsolicited, config-size=N, \
-                     config-range, queue-size=N|huge, feature-blocks, fuzz=SEED[/PCT]";
+                     config-range, queue-size=N|huge, feature-blocks, fuzz=SEED[/PCT], \
+                     stall=MS[@N]";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -176,10 +188,11 @@ impl FromStr for FaultSpec {
             None => (body, None),
         };
         let not_number = |v: &str| format!("fault '{s}': '{v}' is not a number");
-        let num = |default: u32| match value {
+        let number = |v: Option<&str>, default: u32| match v {
             None => Ok(default),
             Some(v) => v.parse::<u32>().map_err(|_| not_number(v)),
         };
+        let num = |default: u32| number(value, default);
         let no_value = |kind| match value {
             None => Ok(kind),
             Some(_) => Err(format!("fault '{name}' takes no value")),
@@ -220,13 +233,29 @@ impl FromStr for FaultSpec {
                     percent,
                 }
             }
+            "stall" => {
+                let (pause, after) = match value.map(|v| v.split_once('@')) {
+                    Some(Some((pause, after))) => (Some(pause), Some(after)),
+                    Some(None) => (value, None),
+                    None => (None, None),
+                };
+                FaultKind::Stall {
+                    pause: Duration::from_millis(u64::from(number(pause, 500)?)),
+                    after: number(after, 20)?,
+                }
+            }
             other => return Err(format!("unknown fault '{other}' (known: {KNOWN})")),
         };
-        if kind == FaultKind::CorruptIndex(0) {
-            return Err("corrupt-index needs N >= 1".into());
+        if matches!(
+            kind,
+            FaultKind::CorruptIndex(0) | FaultKind::Stall { after: 0, .. }
+        ) {
+            return Err(format!("{name} needs N >= 1"));
         }
-        if dev.is_some() && matches!(kind, FaultKind::CorruptIndex(_)) {
-            return Err("corrupt-index concerns the ring, not a device: drop ':DEV'".into());
+        if dev.is_some() && matches!(kind, FaultKind::CorruptIndex(_) | FaultKind::Stall { .. }) {
+            return Err(format!(
+                "{name} concerns the ring, not a device: drop ':DEV'"
+            ));
         }
         Ok(Self { kind, dev })
     }
@@ -248,6 +277,9 @@ pub struct Faults {
     seen: Vec<u32>,
     sent: u32,
     corrupted: bool,
+    /// Messages read from the driver, and whether the `stall` fault has fired.
+    received: u32,
+    stalled: bool,
     /// One PRNG per `fuzz` fault, with its device filter.
     fuzzers: Vec<(Option<u16>, Fuzzer)>,
 }
@@ -318,6 +350,8 @@ impl Faults {
             seen,
             sent: 0,
             corrupted: false,
+            received: 0,
+            stalled: false,
             fuzzers,
         }
     }
@@ -470,6 +504,21 @@ impl Faults {
             .collect()
     }
 
+    /// Counts a message read from the driver; returns, exactly once, how long to stop
+    /// reading the ring (`stall`).
+    pub fn received(&mut self) -> Option<Duration> {
+        self.received = self.received.saturating_add(1);
+        if self.stalled {
+            return None;
+        }
+        let pause = self.specs.iter().find_map(|s| match s.kind {
+            FaultKind::Stall { pause, after } if self.received >= after => Some(pause),
+            _ => None,
+        });
+        self.stalled = pause.is_some();
+        pause
+    }
+
     /// Counts a message published to the driver; returns true exactly once, when the
     /// ring should be corrupted.
     pub fn published(&mut self) -> bool {
@@ -542,6 +591,20 @@ mod tests {
         assert_eq!(parse("config-size").kind, FaultKind::ConfigSize(1 << 30));
         assert_eq!(parse("queue-size=huge:1").kind, FaultKind::QueueSize(65535));
         assert_eq!(
+            parse("stall").kind,
+            FaultKind::Stall {
+                pause: Duration::from_millis(500),
+                after: 20
+            }
+        );
+        assert_eq!(
+            parse("stall=100").kind,
+            FaultKind::Stall {
+                pause: Duration::from_millis(100),
+                after: 20
+            }
+        );
+        assert_eq!(
             parse("fuzz=12").kind,
             FaultKind::Fuzz {
                 seed: 12,
@@ -562,6 +625,7 @@ mod tests {
             "feature-blocks:1",
             "fuzz=18446744073709551615/100",
             "fuzz=7/5:2",
+            "stall=800@3",
         ] {
             assert_eq!(parse(s).to_string(), s);
         }
@@ -587,6 +651,10 @@ mod tests {
             "fuzz=1/101",
             "fuzz=1/",
             "unknown-id=1",
+            "stall=x",
+            "stall=100@",
+            "stall=100@0",
+            "stall=100@2:1",
         ] {
             assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
         }
@@ -653,6 +721,14 @@ mod tests {
         assert!(!f.published());
         assert!(f.published());
         assert!(!f.published());
+    }
+
+    #[test]
+    fn stall_fires_once_after_n_messages() {
+        let mut f = Faults::new(vec![parse("stall=70@2")]);
+        assert_eq!(f.received(), None);
+        assert_eq!(f.received(), Some(Duration::from_millis(70)));
+        assert_eq!(f.received(), None);
     }
 
     #[test]

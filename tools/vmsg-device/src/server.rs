@@ -136,6 +136,8 @@ pub struct Server {
     state_error_logged: bool,
     /// The ivshmem server of split mode closed the connection (no more peer news).
     server_gone: bool,
+    /// Fault `stall`: the to-device ring is not read until then.
+    stalled_until: Option<Instant>,
 }
 
 fn build_device(spec: &DeviceSpec) -> Result<TransportDevice, String> {
@@ -301,6 +303,7 @@ impl Server {
             region_inode,
             state_error_logged: false,
             server_gone: false,
+            stalled_until: None,
         };
         if resumed {
             server.resume();
@@ -438,7 +441,10 @@ impl Server {
         if let Some(Reverse(d)) = self.delayed.peek() {
             t = t.min(d.at.saturating_duration_since(now));
         }
-        if let Some(at) = self.bus.next_removal_deadline() {
+        for at in [self.bus.next_removal_deadline(), self.stalled_until]
+            .into_iter()
+            .flatten()
+        {
             t = t.min(at.saturating_duration_since(now));
         }
         if !self.backlog.is_empty() && self.client.is_some() {
@@ -665,9 +671,22 @@ impl Server {
         }
     }
 
+    /// Whether the `stall` fault holds the to-device ring; ends the stall once it is over.
+    fn stalled(&mut self) -> bool {
+        match self.stalled_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                log::warn!("fault stall: reading the to-device ring again");
+                self.stalled_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Drains the driver-to-device ring, then asks for a doorbell and rechecks.
     fn consume(&mut self) {
-        if self.to_device_corrupt {
+        if self.to_device_corrupt || self.stalled() {
             return;
         }
         let ring = self.region.to_device();
@@ -678,6 +697,16 @@ impl Server {
                 Ok(Some(Popped::Message)) => {
                     self.rx_next = self.rx_next.wrapping_add(1);
                     self.handle_message(&rx);
+                    if let Some(pause) = self.faults.received() {
+                        // Busy, as far as the driver can tell: consumer_wants_doorbell
+                        // stays 0 and the consumer index stops here.
+                        log::warn!(
+                            "fault stall: not reading the to-device ring for {} ms",
+                            pause.as_millis()
+                        );
+                        self.stalled_until = Some(Instant::now() + pause);
+                        break Ok(());
+                    }
                 }
                 Ok(Some(Popped::BadSize(size))) => {
                     self.rx_next = self.rx_next.wrapping_add(1);

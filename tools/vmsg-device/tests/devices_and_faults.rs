@@ -9,8 +9,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{
-    control, driver_ok, expect_used, features_ok, hdr, kick, negotiate, ping, transport,
-    version_status, wait_for, Client, Device, GuestRam, SplitQueue, FEATURES_OK, VERSION_1,
+    control, driver_ok, expect_used, features_ok, hdr, help, kick, negotiate, ping,
+    spawn_negotiated, transport, version_status, wait_for, Client, Device, GuestRam, SplitQueue,
+    FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
@@ -374,4 +375,43 @@ fn fault_corrupt_index() {
         client.load(base).wrapping_sub(client.load(base + 64)),
         64 + 5
     );
+}
+
+#[test]
+fn fault_stall_stops_consuming_until_the_ring_is_full() {
+    assert!(help().contains("stall=MS[@N]"));
+    let (dev, client) = spawn_negotiated(&[
+        "--device",
+        "rng",
+        "--fault",
+        "stall=600@3",
+        "--shm-size",
+        "64K",
+    ]);
+    client.call(ping(1, 1));
+    client.call(ping(2, 2));
+    // The third message was the last consumed: the ring's 64 slots fill up and stay full.
+    let stalled = Instant::now();
+    // (The consumer index is published just after the answers.)
+    wait_for("every slot released", || {
+        client.load(64 + 64) == client.load(64)
+    });
+    for t in 0..64 {
+        client.send(ping(0x100 + t, u32::from(t)));
+    }
+    assert!(client.try_recv_raw(Duration::from_millis(200)).is_none());
+    assert_eq!(client.load(64).wrapping_sub(client.load(64 + 64)), 64);
+    // Then everything is consumed and answered, in order.
+    for t in 0..64 {
+        assert_eq!(client.recv(|f| f.token), 0x100 + t);
+    }
+    assert!(
+        stalled.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        stalled.elapsed()
+    );
+    // Once only.
+    let r = client.call(ping(3, 3));
+    assert_eq!(r.1, 3);
+    assert!(dev.log().contains("fault stall"), "{}", dev.log());
 }

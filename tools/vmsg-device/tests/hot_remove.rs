@@ -8,11 +8,10 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    control, driver_ok, expect_used, features_ok, hdr, kick, negotiate, transport, wait_for,
+    control, driver_ok, expect_used, features_ok, hdr, help, kick, negotiate, transport, wait_for,
     Client, Device, GuestRam, SplitQueue, VERSION_1,
 };
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
@@ -198,11 +197,7 @@ fn a_removed_device_is_forgotten_when_the_driver_resets_the_bus_or_detaches() {
 
 #[test]
 fn help_documents_the_removal_grace_period() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vmsg-device"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&out.stdout);
+    let help = help();
     assert!(help.contains("--removal-grace-ms <MS>"), "{help}");
     assert!(help.contains("[default: 30000]"), "{help}");
 }

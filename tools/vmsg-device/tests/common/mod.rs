@@ -630,6 +630,14 @@ pub fn negotiate(client: &Client) {
     assert_eq!(version_status(client, 0x7000), VersionStatus::Accepted);
 }
 
+/// Starts `vmsg-device ARGS...`, connects as QEMU and negotiates VERSION.
+pub fn spawn_negotiated(args: &[&str]) -> (Device, Client) {
+    let dev = Device::spawn(args);
+    let client = Client::connect(&dev.socket, 1);
+    negotiate(&client);
+    (dev, client)
+}
+
 /// Notifies queue `vq_index` of device `dev_num` (EVENT_AVAIL, token 0).
 pub fn kick(client: &Client, dev_num: u16, vq_index: u32) {
     use virtio_msg_codec::transport::TransportMessage as T;
@@ -778,6 +786,15 @@ pub fn startup_error(sock: &Path, args: &[&str]) -> String {
         .unwrap();
     assert!(!out.status.success(), "{args:?} started");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What `vmsg-device --help` prints.
+pub fn help() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmsg-device"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Sets DRIVER_OK (after [`features_ok`] and the queue setup) and checks the device took it.

@@ -66,7 +66,8 @@ Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
   short=N, unknown-id, unsolicited, config-size=N, config-range, queue-size=N|huge,
   feature-blocks, fuzz=SEED[/PCT] (PCT percent of the messages mutated at random),
   stall=MS[@N] (once, after N messages read (20), the to-device ring is not read for MS
-  ms (500), so that it fills up; no :DEV)
+  ms (500), so that it fills up; no :DEV), generation-churn (every GET_CONFIG answer
+  carries a config generation one higher than the last)
 
 Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"

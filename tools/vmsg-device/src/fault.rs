@@ -35,10 +35,13 @@
 //! | `stall=MS[@N]`    | once, after N messages read from the driver (default 20), the |
 //! |                   | to-device ring is not read for MS milliseconds (default 500), |
 //! |                   | so that it fills up; then it is consumed as usual             |
+//! | `generation-churn`| every GET_CONFIG response carries a config generation one     |
+//! |                   | higher than the device's previous one (the first is the real) |
 //!
 //! Every kind but `corrupt-index` and `stall` takes `:DEV`. `fuzz` mutates events too;
 //! the others change responses only (`stall` delays everything).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -69,6 +72,8 @@ const GET_VQUEUE: u8 = 0x09;
 const UNKNOWN_EVENT: u8 = 0x7f;
 const UNKNOWN_REQUEST: u8 = 0x3f;
 const UNKNOWN_BUS_EVENT: u8 = 0xff;
+/// Where GET_CONFIG's `generation` is.
+const CONFIG_GENERATION: usize = HEADER;
 /// Where GET_DEVICE_INFO's `config_size` is: header plus 28.
 const INFO_CONFIG_SIZE: usize = HEADER + 28;
 /// Where GET_CONFIG's `offset` and GET_VQUEUE's `max_size` are: header plus 4.
@@ -118,6 +123,8 @@ pub enum FaultKind {
         /// Percentage of messages mutated.
         percent: u8,
     },
+    /// Answer GET_CONFIG with a generation that never settles.
+    GenerationChurn,
     /// Stop reading the to-device ring for a while, once.
     Stall {
         /// How long.
@@ -156,6 +163,7 @@ impl fmt::Display for FaultSpec {
             FaultKind::FeatureBlocks => write!(f, "feature-blocks"),
             FaultKind::Fuzz { seed, percent } => write!(f, "fuzz={seed}/{percent}"),
             FaultKind::Stall { pause, after } => write!(f, "stall={}@{after}", pause.as_millis()),
+            FaultKind::GenerationChurn => write!(f, "generation-churn"),
         }?;
         match self.dev {
             Some(d) => write!(f, ":{d}"),
@@ -167,7 +175,7 @@ impl fmt::Display for FaultSpec {
 const KNOWN: &str = "no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, \
                      corrupt-index=N, short=N, unknown-id, unsolicited, config-size=N, \
                      config-range, queue-size=N|huge, feature-blocks, fuzz=SEED[/PCT], \
-                     stall=MS[@N]";
+                     stall=MS[@N], generation-churn";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -244,6 +252,7 @@ impl FromStr for FaultSpec {
                     after: number(after, 20)?,
                 }
             }
+            "generation-churn" => no_value(FaultKind::GenerationChurn)?,
             other => return Err(format!("unknown fault '{other}' (known: {KNOWN})")),
         };
         if matches!(
@@ -280,6 +289,8 @@ pub struct Faults {
     /// Messages read from the driver, and whether the `stall` fault has fired.
     received: u32,
     stalled: bool,
+    /// `generation-churn`: per device, the generation its last GET_CONFIG answer carried.
+    config_generations: BTreeMap<u16, u32>,
     /// One PRNG per `fuzz` fault, with its device filter.
     fuzzers: Vec<(Option<u16>, Fuzzer)>,
 }
@@ -352,6 +363,7 @@ impl Faults {
             corrupted: false,
             received: 0,
             stalled: false,
+            config_generations: BTreeMap::new(),
             fuzzers,
         }
     }
@@ -439,7 +451,7 @@ impl Faults {
 
     /// Alters an outgoing message (to at most `limit` bytes); returns how long to hold it
     /// back.
-    pub fn outgoing(&self, out: &mut Outgoing, limit: usize) -> Option<Duration> {
+    pub fn outgoing(&mut self, out: &mut Outgoing, limit: usize) -> Option<Duration> {
         if !out.response {
             return None;
         }
@@ -474,6 +486,16 @@ impl Faults {
                 }
                 FaultKind::FeatureBlocks if is_transport_response(b, GET_DEVICE_FEATURES) => {
                     extra_feature_blocks(b, limit)
+                }
+                FaultKind::GenerationChurn if is_transport_response(b, GET_CONFIG) => {
+                    if let (Some(dev), Some(real)) = (out.dev, get_u32(b, CONFIG_GENERATION)) {
+                        let generation = self
+                            .config_generations
+                            .get(&dev)
+                            .map_or(real, |previous| previous.wrapping_add(1));
+                        self.config_generations.insert(dev, generation);
+                        put_u32(b, CONFIG_GENERATION, generation);
+                    }
                 }
                 _ => {}
             }
@@ -626,6 +648,7 @@ mod tests {
             "fuzz=18446744073709551615/100",
             "fuzz=7/5:2",
             "stall=800@3",
+            "generation-churn:1",
         ] {
             assert_eq!(parse(s).to_string(), s);
         }
@@ -655,6 +678,7 @@ mod tests {
             "stall=100@",
             "stall=100@0",
             "stall=100@2:1",
+            "generation-churn=2",
         ] {
             assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
         }
@@ -671,7 +695,7 @@ mod tests {
 
     #[test]
     fn response_mangling_is_limited_to_its_device() {
-        let f = Faults::new(vec![
+        let mut f = Faults::new(vec![
             parse("bad-size:1"),
             parse("bad-id:1"),
             parse("bad-token:1"),
@@ -693,12 +717,12 @@ mod tests {
 
     #[test]
     fn delay_applies_to_bus_messages_without_device() {
-        let f = Faults::new(vec![parse("delay=5")]);
+        let mut f = Faults::new(vec![parse("delay=5")]);
         assert_eq!(
             f.outgoing(&mut response(None), 264),
             Some(Duration::from_millis(5))
         );
-        let f = Faults::new(vec![parse("delay=5:2")]);
+        let mut f = Faults::new(vec![parse("delay=5:2")]);
         assert_eq!(f.outgoing(&mut response(None), 264), None);
     }
 
@@ -721,6 +745,18 @@ mod tests {
         assert!(!f.published());
         assert!(f.published());
         assert!(!f.published());
+    }
+
+    #[test]
+    fn generation_churn_counts_up_per_device() {
+        let mut f = Faults::new(vec![parse("generation-churn")]);
+        let mut answer = |dev| {
+            let mut config = transport_response(GET_CONFIG, &[5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            config.dev = Some(dev);
+            f.outgoing(&mut config, 264);
+            u32_at(&config.bytes, 8)
+        };
+        assert_eq!([answer(1), answer(1), answer(2), answer(1)], [5, 6, 5, 7]);
     }
 
     #[test]
@@ -757,11 +793,11 @@ mod tests {
 
     #[test]
     fn short_cuts_and_pads() {
-        let f = Faults::new(vec![parse("short:1")]);
+        let mut f = Faults::new(vec![parse("short:1")]);
         let mut o = response(Some(1));
         f.outgoing(&mut o, 264);
         assert_eq!(o.bytes, vec![0x01, 0x07, 0, 0, 0x02, 0x01, 8, 0]);
-        let f = Faults::new(vec![parse("short=3:1")]);
+        let mut f = Faults::new(vec![parse("short=3:1")]);
         let mut o = response(Some(1));
         f.outgoing(&mut o, 264);
         assert_eq!(
@@ -770,7 +806,7 @@ mod tests {
             "a slot that says 3 bytes"
         );
         // Longer than the message: unchanged.
-        let f = Faults::new(vec![parse("short=100:1")]);
+        let mut f = Faults::new(vec![parse("short=100:1")]);
         let mut o = response(Some(1));
         f.outgoing(&mut o, 264);
         assert_eq!(o, response(Some(1)));
@@ -778,7 +814,7 @@ mod tests {
 
     #[test]
     fn structured_faults_touch_their_response_only() {
-        let f = Faults::new(vec![
+        let mut f = Faults::new(vec![
             parse("config-size=70000:1"),
             parse("config-range:1"),
             parse("queue-size=0:1"),

@@ -377,17 +377,20 @@ fn fault_corrupt_index() {
     );
 }
 
+/// `vmsg-device` serving `rngs` rng devices with `fault` and `extra` options, negotiated.
+fn rngs_with_fault(rngs: usize, fault: &str, extra: &[&str]) -> (Device, Client) {
+    let mut args = vec!["--fault", fault];
+    for _ in 0..rngs {
+        args.extend(["--device", "rng"]);
+    }
+    args.extend_from_slice(extra);
+    spawn_negotiated(&args)
+}
+
 #[test]
 fn fault_stall_stops_consuming_until_the_ring_is_full() {
     assert!(help().contains("stall=MS[@N]"));
-    let (dev, client) = spawn_negotiated(&[
-        "--device",
-        "rng",
-        "--fault",
-        "stall=600@3",
-        "--shm-size",
-        "64K",
-    ]);
+    let (dev, client) = rngs_with_fault(1, "stall=600@3", &["--shm-size", "64K"]);
     client.call(ping(1, 1));
     client.call(ping(2, 2));
     // The third message was the last consumed: the ring's 64 slots fill up and stay full.
@@ -414,4 +417,30 @@ fn fault_stall_stops_consuming_until_the_ring_is_full() {
     let r = client.call(ping(3, 3));
     assert_eq!(r.1, 3);
     assert!(dev.log().contains("fault stall"), "{}", dev.log());
+}
+
+/// GET_CONFIG of nothing at offset 0: the generation the answer carries.
+fn config_generation(client: &Client, dev_num: u16, token: u16) -> u32 {
+    client.send(transport(
+        dev_num,
+        token,
+        T::GetConfigRequest {
+            offset: 0,
+            length: 0,
+        },
+    ));
+    client.recv(|f| match f.message {
+        Message::Transport(T::GetConfigResponse { generation, .. }) => generation,
+        other => panic!("{other:?}"),
+    })
+}
+
+#[test]
+fn fault_generation_churn_moves_every_config_answer_on() {
+    assert!(help().contains("generation-churn"));
+    let (_dev, client) = rngs_with_fault(2, "generation-churn:0", &[]);
+    let churned: Vec<u32> = (1..=3).map(|t| config_generation(&client, 0, t)).collect();
+    assert_eq!(churned, vec![churned[0], churned[0] + 1, churned[0] + 2]);
+    let steady: Vec<u32> = (4..=5).map(|t| config_generation(&client, 1, t)).collect();
+    assert_eq!(steady[0], steady[1]);
 }

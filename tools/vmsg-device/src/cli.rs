@@ -67,7 +67,8 @@ Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
   feature-blocks, fuzz=SEED[/PCT] (PCT percent of the messages mutated at random),
   stall=MS[@N] (once, after N messages read (20), the to-device ring is not read for MS
   ms (500), so that it fills up; no :DEV), generation-churn (every GET_CONFIG answer
-  carries a config generation one higher than the last)
+  carries a config generation one higher than the last), sticky-status (after a reset,
+  GET_DEVICE_STATUS answers the status from before it until the driver writes another)
 
 Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"

@@ -37,6 +37,9 @@
 //! |                   | so that it fills up; then it is consumed as usual             |
 //! | `generation-churn`| every GET_CONFIG response carries a config generation one     |
 //! |                   | higher than the device's previous one (the first is the real) |
+//! | `sticky-status`   | after a reset (SET_DEVICE_STATUS 0), GET_DEVICE_STATUS keeps  |
+//! |                   | answering the last non-zero status, until the driver writes   |
+//! |                   | another one                                                   |
 //!
 //! Every kind but `corrupt-index` and `stall` takes `:DEV`. `fuzz` mutates events too;
 //! the others change responses only (`stall` delays everything).
@@ -67,6 +70,8 @@ const TYPE_BUS: u8 = 2;
 const GET_DEVICE_INFO: u8 = 0x02;
 const GET_DEVICE_FEATURES: u8 = 0x03;
 const GET_CONFIG: u8 = 0x05;
+const GET_DEVICE_STATUS: u8 = 0x07;
+const SET_DEVICE_STATUS: u8 = 0x08;
 const GET_VQUEUE: u8 = 0x09;
 /// Message ids no revision defines (`unknown-id`).
 const UNKNOWN_EVENT: u8 = 0x7f;
@@ -74,6 +79,8 @@ const UNKNOWN_REQUEST: u8 = 0x3f;
 const UNKNOWN_BUS_EVENT: u8 = 0xff;
 /// Where GET_CONFIG's `generation` is.
 const CONFIG_GENERATION: usize = HEADER;
+/// Where GET_DEVICE_STATUS' and SET_DEVICE_STATUS' `status` is.
+const STATUS: usize = HEADER;
 /// Where GET_DEVICE_INFO's `config_size` is: header plus 28.
 const INFO_CONFIG_SIZE: usize = HEADER + 28;
 /// Where GET_CONFIG's `offset` and GET_VQUEUE's `max_size` are: header plus 4.
@@ -125,6 +132,8 @@ pub enum FaultKind {
     },
     /// Answer GET_CONFIG with a generation that never settles.
     GenerationChurn,
+    /// Answer GET_DEVICE_STATUS after a reset with the status from before it.
+    StickyStatus,
     /// Stop reading the to-device ring for a while, once.
     Stall {
         /// How long.
@@ -164,6 +173,7 @@ impl fmt::Display for FaultSpec {
             FaultKind::Fuzz { seed, percent } => write!(f, "fuzz={seed}/{percent}"),
             FaultKind::Stall { pause, after } => write!(f, "stall={}@{after}", pause.as_millis()),
             FaultKind::GenerationChurn => write!(f, "generation-churn"),
+            FaultKind::StickyStatus => write!(f, "sticky-status"),
         }?;
         match self.dev {
             Some(d) => write!(f, ":{d}"),
@@ -175,7 +185,7 @@ impl fmt::Display for FaultSpec {
 const KNOWN: &str = "no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, \
                      corrupt-index=N, short=N, unknown-id, unsolicited, config-size=N, \
                      config-range, queue-size=N|huge, feature-blocks, fuzz=SEED[/PCT], \
-                     stall=MS[@N], generation-churn";
+                     stall=MS[@N], generation-churn, sticky-status";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -253,6 +263,7 @@ impl FromStr for FaultSpec {
                 }
             }
             "generation-churn" => no_value(FaultKind::GenerationChurn)?,
+            "sticky-status" => no_value(FaultKind::StickyStatus)?,
             other => return Err(format!("unknown fault '{other}' (known: {KNOWN})")),
         };
         if matches!(
@@ -291,6 +302,8 @@ pub struct Faults {
     stalled: bool,
     /// `generation-churn`: per device, the generation its last GET_CONFIG answer carried.
     config_generations: BTreeMap<u16, u32>,
+    /// `sticky-status`: per device, what its status answers said.
+    statuses: BTreeMap<u16, StatusMemory>,
     /// One PRNG per `fuzz` fault, with its device filter.
     fuzzers: Vec<(Option<u16>, Fuzzer)>,
 }
@@ -364,6 +377,7 @@ impl Faults {
             received: 0,
             stalled: false,
             config_generations: BTreeMap::new(),
+            statuses: BTreeMap::new(),
             fuzzers,
         }
     }
@@ -497,6 +511,11 @@ impl Faults {
                         put_u32(b, CONFIG_GENERATION, generation);
                     }
                 }
+                FaultKind::StickyStatus => {
+                    if let Some(dev) = out.dev {
+                        stick_status(self.statuses.entry(dev).or_default(), b);
+                    }
+                }
                 _ => {}
             }
         }
@@ -554,6 +573,37 @@ impl Faults {
             .any(|s| matches!(s.kind, FaultKind::CorruptIndex(n) if self.sent >= n));
         self.corrupted = due;
         due
+    }
+}
+
+/// One device's status as its answers said it (`sticky-status`).
+#[derive(Debug, Default)]
+struct StatusMemory {
+    /// The last non-zero status answered.
+    last: u32,
+    /// Since a reset: what GET_DEVICE_STATUS answers instead of the real status.
+    stuck: Option<u32>,
+}
+
+/// `sticky-status` for one response: a SET_DEVICE_STATUS answered 0 (a reset) makes
+/// GET_DEVICE_STATUS answer the last non-zero status until the next SET_DEVICE_STATUS.
+fn stick_status(memory: &mut StatusMemory, b: &mut [u8]) {
+    let Some(status) = get_u32(b, STATUS) else {
+        return;
+    };
+    if is_transport_response(b, SET_DEVICE_STATUS) {
+        if status == 0 {
+            memory.stuck = Some(memory.last).filter(|last| *last != 0);
+        } else {
+            memory.stuck = None;
+            memory.last = status;
+        }
+    } else if is_transport_response(b, GET_DEVICE_STATUS) {
+        match memory.stuck {
+            Some(stuck) => put_u32(b, STATUS, stuck),
+            None if status != 0 => memory.last = status,
+            None => {}
+        }
     }
 }
 
@@ -649,6 +699,7 @@ mod tests {
             "fuzz=7/5:2",
             "stall=800@3",
             "generation-churn:1",
+            "sticky-status",
         ] {
             assert_eq!(parse(s).to_string(), s);
         }
@@ -679,6 +730,7 @@ mod tests {
             "stall=100@0",
             "stall=100@2:1",
             "generation-churn=2",
+            "sticky-status=1",
         ] {
             assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
         }
@@ -757,6 +809,27 @@ mod tests {
             u32_at(&config.bytes, 8)
         };
         assert_eq!([answer(1), answer(1), answer(2), answer(1)], [5, 6, 5, 7]);
+    }
+
+    #[test]
+    fn sticky_status_holds_from_a_reset_to_the_next_write() {
+        let mut f = Faults::new(vec![parse("sticky-status:1")]);
+        let mut answer = |id, status: u32| {
+            let mut o = transport_response(id, &status.to_le_bytes());
+            f.outgoing(&mut o, 264);
+            u32_at(&o.bytes, 8)
+        };
+        assert_eq!(answer(SET_DEVICE_STATUS, 3), 3);
+        assert_eq!(answer(GET_DEVICE_STATUS, 3), 3);
+        assert_eq!(
+            answer(SET_DEVICE_STATUS, 0),
+            0,
+            "the reset is answered as is"
+        );
+        assert_eq!(answer(GET_DEVICE_STATUS, 0), 3);
+        assert_eq!(answer(GET_DEVICE_STATUS, 0), 3);
+        assert_eq!(answer(SET_DEVICE_STATUS, 1), 1);
+        assert_eq!(answer(GET_DEVICE_STATUS, 1), 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{
     control, driver_ok, expect_used, features_ok, hdr, help, kick, negotiate, ping,
     spawn_negotiated, transport, version_status, wait_for, Client, Device, GuestRam, SplitQueue,
-    FEATURES_OK, VERSION_1,
+    ACKNOWLEDGE, DRIVER, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
@@ -443,4 +443,50 @@ fn fault_generation_churn_moves_every_config_answer_on() {
     assert_eq!(churned, vec![churned[0], churned[0] + 1, churned[0] + 2]);
     let steady: Vec<u32> = (4..=5).map(|t| config_generation(&client, 1, t)).collect();
     assert_eq!(steady[0], steady[1]);
+}
+
+/// SET_DEVICE_STATUS; returns the status answered.
+fn set_status(client: &Client, dev_num: u16, status: u32) -> u32 {
+    client.send(transport(
+        dev_num,
+        0x40,
+        T::SetDeviceStatusRequest { status },
+    ));
+    client.recv(|f| match f.message {
+        Message::Transport(T::SetDeviceStatusResponse { status }) => status,
+        other => panic!("{other:?}"),
+    })
+}
+
+/// GET_DEVICE_STATUS; returns the status answered.
+fn get_status(client: &Client, dev_num: u16) -> u32 {
+    client.send(transport(dev_num, 0x41, T::GetDeviceStatusRequest));
+    client.recv(|f| match f.message {
+        Message::Transport(T::GetDeviceStatusResponse { status }) => status,
+        other => panic!("{other:?}"),
+    })
+}
+
+#[test]
+fn fault_sticky_status_reports_the_status_from_before_the_reset() {
+    assert!(help().contains("sticky-status"));
+    let (_dev, client) = rngs_with_fault(2, "sticky-status:0", &[]);
+    for dev_num in [0, 1] {
+        assert_eq!(set_status(&client, dev_num, ACKNOWLEDGE | DRIVER), 3);
+        assert_eq!(
+            set_status(&client, dev_num, 0),
+            0,
+            "the reset itself is answered"
+        );
+    }
+    assert_eq!(
+        get_status(&client, 0),
+        3,
+        "stuck at the status before the reset"
+    );
+    assert_eq!(get_status(&client, 0), 3);
+    assert_eq!(get_status(&client, 1), 0);
+    // The next status the driver writes ends it.
+    assert_eq!(set_status(&client, 0, ACKNOWLEDGE), 1);
+    assert_eq!(get_status(&client, 0), 1);
 }

@@ -27,6 +27,8 @@ use crate::ratelimit::RateLimiter;
 use crate::state::{SavedDevice, SavedTerms};
 use crate::transport::{Ctx, TransportDevice};
 
+/// The lowest device number `device-event-flood` announces for a device that is not there.
+const PHANTOM_DEVICE: u16 = 7;
 /// Bytes of a GET_DEVICES response before its bitmap.
 const GET_DEVICES_FIXED: usize = HEADER_SIZE + 6;
 
@@ -337,6 +339,26 @@ impl Bus {
                         response: false,
                         bytes: bytes.clone(),
                     });
+                }
+            }
+        }
+    }
+
+    /// Fault injection: `count` EVENT_DEVICE alternately added and removed for a number no
+    /// device has (the lowest from [`PHANTOM_DEVICE`] up), each followed by one for the first
+    /// device present, alternately removed and added. Nothing changes on this side.
+    pub fn device_event_flood(&self, count: u32, out: &mut Vec<Outgoing>) {
+        let phantom = (PHANTOM_DEVICE..=u16::MAX).find(|n| !self.devices.contains_key(n));
+        let first = self.present().next();
+        for i in 0..count {
+            let (phantom_state, first_state) = if i % 2 == 0 {
+                (DeviceState::Added, DeviceState::Removed)
+            } else {
+                (DeviceState::Removed, DeviceState::Added)
+            };
+            for (dev_num, state) in [(phantom, phantom_state), (first, first_state)] {
+                if let Some(n) = dev_num {
+                    self.device_event(n, state, out);
                 }
             }
         }

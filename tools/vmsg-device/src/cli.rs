@@ -65,10 +65,16 @@ Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
   no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, corrupt-index=N,
   short=N, unknown-id, unsolicited, config-size=N, config-range, queue-size=N|huge,
   feature-blocks, fuzz=SEED[/PCT] (PCT percent of the messages mutated at random),
-  stall=MS[@N] (once, after N messages read (20), the to-device ring is not read for MS
-  ms (500), so that it fills up; no :DEV), generation-churn (every GET_CONFIG answer
-  carries a config generation one higher than the last), sticky-status (after a reset,
-  GET_DEVICE_STATUS answers the status from before it until the driver writes another)
+  and:
+  stall=MS[@N]          once, after N messages read (default 20), the to-device ring is
+                        not read for MS ms (default 500), so that it fills up (no :DEV)
+  generation-churn      every GET_CONFIG answer carries a config generation one higher
+                        than the device's previous one
+  sticky-status         after a reset, GET_DEVICE_STATUS answers the status from before
+                        it until the driver writes another
+  device-event-flood=N  once the bus is up: N EVENT_DEVICE added and removed in turn for
+                        a device number that does not exist, and N for the first device
+                        (default 100; no :DEV)
 
 Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"

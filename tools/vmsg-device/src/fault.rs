@@ -40,8 +40,12 @@
 //! | `sticky-status`   | after a reset (SET_DEVICE_STATUS 0), GET_DEVICE_STATUS keeps  |
 //! |                   | answering the last non-zero status, until the driver writes   |
 //! |                   | another one                                                   |
+//! | `device-event-    | once, after the first VERSION accepted: N EVENT_DEVICE        |
+//! | flood=N`          | (default 100) alternately added and removed for a number no   |
+//! |                   | device has (the lowest from 7 up), each followed by one for   |
+//! |                   | the first device, alternately removed and added               |
 //!
-//! Every kind but `corrupt-index` and `stall` takes `:DEV`. `fuzz` mutates events too;
+//! Every kind but `corrupt-index`, `stall` and `device-event-flood` takes `:DEV`. `fuzz` mutates events too;
 //! the others change responses only (`stall` delays everything).
 
 use std::collections::BTreeMap;
@@ -134,6 +138,8 @@ pub enum FaultKind {
     GenerationChurn,
     /// Answer GET_DEVICE_STATUS after a reset with the status from before it.
     StickyStatus,
+    /// Announce this many bogus device additions and removals, once.
+    DeviceEventFlood(u32),
     /// Stop reading the to-device ring for a while, once.
     Stall {
         /// How long.
@@ -141,6 +147,16 @@ pub enum FaultKind {
         /// After how many messages read.
         after: u32,
     },
+}
+
+impl FaultKind {
+    /// Whether the fault concerns the bus instance as a whole, so that `:DEV` means nothing.
+    fn is_instance_wide(self) -> bool {
+        matches!(
+            self,
+            Self::CorruptIndex(_) | Self::Stall { .. } | Self::DeviceEventFlood(_)
+        )
+    }
 }
 
 /// A fault and the device it is limited to.
@@ -174,6 +190,7 @@ impl fmt::Display for FaultSpec {
             FaultKind::Stall { pause, after } => write!(f, "stall={}@{after}", pause.as_millis()),
             FaultKind::GenerationChurn => write!(f, "generation-churn"),
             FaultKind::StickyStatus => write!(f, "sticky-status"),
+            FaultKind::DeviceEventFlood(n) => write!(f, "device-event-flood={n}"),
         }?;
         match self.dev {
             Some(d) => write!(f, ":{d}"),
@@ -185,7 +202,7 @@ impl fmt::Display for FaultSpec {
 const KNOWN: &str = "no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, \
                      corrupt-index=N, short=N, unknown-id, unsolicited, config-size=N, \
                      config-range, queue-size=N|huge, feature-blocks, fuzz=SEED[/PCT], \
-                     stall=MS[@N], generation-churn, sticky-status";
+                     stall=MS[@N], generation-churn, sticky-status, device-event-flood=N";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -264,6 +281,7 @@ impl FromStr for FaultSpec {
             }
             "generation-churn" => no_value(FaultKind::GenerationChurn)?,
             "sticky-status" => no_value(FaultKind::StickyStatus)?,
+            "device-event-flood" => FaultKind::DeviceEventFlood(num(100)?),
             other => return Err(format!("unknown fault '{other}' (known: {KNOWN})")),
         };
         if matches!(
@@ -272,9 +290,9 @@ impl FromStr for FaultSpec {
         ) {
             return Err(format!("{name} needs N >= 1"));
         }
-        if dev.is_some() && matches!(kind, FaultKind::CorruptIndex(_) | FaultKind::Stall { .. }) {
+        if dev.is_some() && kind.is_instance_wide() {
             return Err(format!(
-                "{name} concerns the ring, not a device: drop ':DEV'"
+                "{name} concerns the bus instance, not one device: drop ':DEV'"
             ));
         }
         Ok(Self { kind, dev })
@@ -304,6 +322,8 @@ pub struct Faults {
     config_generations: BTreeMap<u16, u32>,
     /// `sticky-status`: per device, what its status answers said.
     statuses: BTreeMap<u16, StatusMemory>,
+    /// Whether `device-event-flood` has fired.
+    device_events_flooded: bool,
     /// One PRNG per `fuzz` fault, with its device filter.
     fuzzers: Vec<(Option<u16>, Fuzzer)>,
 }
@@ -378,6 +398,7 @@ impl Faults {
             stalled: false,
             config_generations: BTreeMap::new(),
             statuses: BTreeMap::new(),
+            device_events_flooded: false,
             fuzzers,
         }
     }
@@ -560,6 +581,20 @@ impl Faults {
         pause
     }
 
+    /// Called when a VERSION was accepted; returns, exactly once, how many bogus
+    /// EVENT_DEVICE to send (`device-event-flood`).
+    pub fn device_event_flood(&mut self) -> Option<u32> {
+        if self.device_events_flooded {
+            return None;
+        }
+        let count = self.specs.iter().find_map(|s| match s.kind {
+            FaultKind::DeviceEventFlood(n) => Some(n),
+            _ => None,
+        })?;
+        self.device_events_flooded = true;
+        Some(count)
+    }
+
     /// Counts a message published to the driver; returns true exactly once, when the
     /// ring should be corrupted.
     pub fn published(&mut self) -> bool {
@@ -677,6 +712,10 @@ mod tests {
             }
         );
         assert_eq!(
+            parse("device-event-flood").kind,
+            FaultKind::DeviceEventFlood(100)
+        );
+        assert_eq!(
             parse("fuzz=12").kind,
             FaultKind::Fuzz {
                 seed: 12,
@@ -700,6 +739,7 @@ mod tests {
             "stall=800@3",
             "generation-churn:1",
             "sticky-status",
+            "device-event-flood=3",
         ] {
             assert_eq!(parse(s).to_string(), s);
         }
@@ -731,6 +771,7 @@ mod tests {
             "stall=100@2:1",
             "generation-churn=2",
             "sticky-status=1",
+            "device-event-flood=2:1",
         ] {
             assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
         }
@@ -838,6 +879,14 @@ mod tests {
         assert_eq!(f.received(), None);
         assert_eq!(f.received(), Some(Duration::from_millis(70)));
         assert_eq!(f.received(), None);
+    }
+
+    #[test]
+    fn device_event_flood_fires_once() {
+        let mut f = Faults::new(vec![parse("device-event-flood=4")]);
+        assert_eq!(f.device_event_flood(), Some(4));
+        assert_eq!(f.device_event_flood(), None);
+        assert_eq!(Faults::new(Vec::new()).device_event_flood(), None);
     }
 
     #[test]

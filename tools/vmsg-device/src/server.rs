@@ -741,7 +741,14 @@ impl Server {
             return;
         }
         let mut out = Vec::new();
+        let was_up = self.bus.negotiated().is_some();
         self.bus.handle(bytes, &mut out);
+        if !was_up && self.bus.negotiated().is_some() {
+            if let Some(count) = self.faults.device_event_flood() {
+                log::warn!("fault device-event-flood: {count} bogus EVENT_DEVICE pairs");
+                self.bus.device_event_flood(count, &mut out);
+            }
+        }
         // Before the response is published: a successor must not see the answer without
         // the state change behind it. Notifications change nothing that is saved.
         if !notification {

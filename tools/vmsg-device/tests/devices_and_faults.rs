@@ -490,3 +490,27 @@ fn fault_sticky_status_reports_the_status_from_before_the_reset() {
     assert_eq!(set_status(&client, 0, ACKNOWLEDGE), 1);
     assert_eq!(get_status(&client, 0), 1);
 }
+
+#[test]
+fn fault_device_event_flood_once_the_bus_is_up() {
+    assert!(help().contains("device-event-flood=N"));
+    let (_dev, client) = rngs_with_fault(2, "device-event-flood=2", &[]);
+    let event = || {
+        client.recv(|f| match f.message {
+            Message::Bus(BusMessage::EventDevice { dev_num, state }) => (dev_num, state),
+            other => panic!("{other:?}"),
+        })
+    };
+    let events: Vec<(u16, DeviceState)> = (0..4).map(|_| event()).collect();
+    use DeviceState::{Added, Removed};
+    assert_eq!(
+        events,
+        vec![(7, Added), (0, Removed), (7, Removed), (0, Added)]
+    );
+    // Nothing more, and not again after a new VERSION.
+    assert_eq!(client.call(ping(1, 1)).1, 1);
+    let r = client.call(Frame::bus(2, Message::Shm(ShmBusMessage::ResetRequest)));
+    assert_eq!(r.2, "Shm(ResetResponse { status: 0 })");
+    negotiate(&client);
+    assert_eq!(client.call(ping(3, 3)).1, 3);
+}

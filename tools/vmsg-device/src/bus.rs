@@ -3,11 +3,16 @@
 //! The bus instance: VERSION and RESET (this bus's messages), GET_DEVICES, PING and
 //! EVENT_DEVICE (generic bus messages), and routing of transport messages to devices by
 //! `dev_num`.
+//!
+//! A device removed while a driver is negotiated is announced (EVENT_DEVICE removed) but
+//! still served until the driver resets it (SET_DEVICE_STATUS 0), the instance is reset,
+//! or the grace period ends: the driver's removal of a device needs the device, for the
+//! I/O in flight and for the reset itself (Documentation/shm-bus.rst, "Hot removal").
 
 use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
@@ -22,6 +27,8 @@ use crate::ratelimit::RateLimiter;
 use crate::state::{SavedDevice, SavedTerms};
 use crate::transport::{Ctx, TransportDevice};
 
+/// The lowest device number `device-event-flood` announces for a device that is not there.
+const PHANTOM_DEVICE: u16 = 7;
 /// Bytes of a GET_DEVICES response before its bitmap.
 const GET_DEVICES_FIXED: usize = HEADER_SIZE + 6;
 
@@ -36,6 +43,8 @@ pub struct BusConfig {
     pub transport_features: u64,
     /// Window mode: every device offers and requires VIRTIO_F_ACCESS_PLATFORM.
     pub access_platform: bool,
+    /// How long a removed device is served at most while its driver does not reset it.
+    pub removal_grace: Duration,
 }
 
 /// Terms in force after VERSION.
@@ -80,6 +89,9 @@ pub struct Bus {
     config: BusConfig,
     negotiated: Option<Negotiated>,
     devices: BTreeMap<u16, TransportDevice>,
+    /// Devices announced removed but still served, with the time they are forgotten at
+    /// the latest. Their numbers stay taken until then.
+    removed: BTreeMap<u16, Instant>,
     mem: Option<Arc<GuestMemory>>,
     bad_input: RateLimiter,
 }
@@ -91,6 +103,7 @@ impl Bus {
             config,
             negotiated: None,
             devices: BTreeMap::new(),
+            removed: BTreeMap::new(),
             mem: None,
             bad_input: RateLimiter::new(Duration::from_secs(5), 10),
         }
@@ -118,9 +131,22 @@ impl Bus {
         self.mem = mem;
     }
 
-    /// Device numbers in use, in order.
+    /// Device numbers in use (removed ones still served included), in order.
     pub fn device_numbers(&self) -> Vec<u16> {
         self.devices.keys().copied().collect()
+    }
+
+    /// Whether device `dev_num` was removed and is served only until its driver resets it.
+    pub fn is_removed(&self, dev_num: u16) -> bool {
+        self.removed.contains_key(&dev_num)
+    }
+
+    /// Numbers of the devices present, i.e. not removed, in order.
+    fn present(&self) -> impl Iterator<Item = u16> + '_ {
+        self.devices
+            .keys()
+            .copied()
+            .filter(|n| !self.removed.contains_key(n))
     }
 
     /// A device by number.
@@ -128,10 +154,15 @@ impl Bus {
         self.devices.get(&dev_num)
     }
 
-    /// Forgets the negotiated terms and resets every device (RESET, or the driver left).
+    /// Forgets the negotiated terms and the removed devices, and resets every other device
+    /// (RESET, or the driver left).
     pub fn reset(&mut self) {
         if self.negotiated.take().is_some() {
             log::info!("bus instance reset");
+        }
+        let removed: Vec<u16> = self.removed.keys().copied().collect();
+        for n in removed {
+            self.forget(n, "the bus instance was reset");
         }
         for dev in self.devices.values_mut() {
             dev.reset();
@@ -222,24 +253,72 @@ impl Bus {
         Some(n)
     }
 
-    /// Removes device `dev_num`, announcing it if a driver negotiated.
-    pub fn remove_device(&mut self, dev_num: u16, out: &mut Vec<Outgoing>) -> bool {
-        let Some(dev) = self.devices.remove(&dev_num) else {
-            return false;
+    /// Removes device `dev_num`. Without a negotiated driver it is forgotten at once;
+    /// otherwise it is announced removed and served until its driver resets it, the
+    /// instance is reset, or the grace period has passed ([`Bus::forget_expired`]).
+    pub fn remove_device(&mut self, dev_num: u16, out: &mut Vec<Outgoing>) -> Result<(), String> {
+        let Some(dev) = self.devices.get(&dev_num) else {
+            return Err(format!("no device {dev_num}"));
         };
-        log::info!("device {dev_num}: {} removed", dev.device().name());
-        if self.negotiated.is_some() {
-            self.device_event(dev_num, DeviceState::Removed, out);
+        if self.is_removed(dev_num) {
+            return Err(format!(
+                "device {dev_num} is already removed (served until the driver resets it)"
+            ));
         }
-        true
+        if self.negotiated.is_none() {
+            log::info!("device {dev_num}: {} removed", dev.device().name());
+            self.devices.remove(&dev_num);
+            return Ok(());
+        }
+        log::info!(
+            "device {dev_num}: {} removed; served until the driver resets it, at most {} ms",
+            dev.device().name(),
+            self.config.removal_grace.as_millis()
+        );
+        self.removed
+            .insert(dev_num, Instant::now() + self.config.removal_grace);
+        self.device_event(dev_num, DeviceState::Removed, out);
+        Ok(())
     }
 
-    /// Announces the removal of every device (shutdown), if a driver negotiated.
+    /// Forgets removed device `dev_num`: its number is free again.
+    fn forget(&mut self, dev_num: u16, why: &str) {
+        self.removed.remove(&dev_num);
+        if let Some(dev) = self.devices.remove(&dev_num) {
+            log::info!(
+                "device {dev_num}: removed {} forgotten: {why}",
+                dev.device().name()
+            );
+        }
+    }
+
+    /// Forgets the removed devices whose grace period ended by `now`; returns whether there
+    /// were any.
+    pub fn forget_expired(&mut self, now: Instant) -> bool {
+        let expired: Vec<u16> = self
+            .removed
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for &n in &expired {
+            self.forget(n, "the driver did not reset it within the grace period");
+        }
+        !expired.is_empty()
+    }
+
+    /// When the next removed device is forgotten unless its driver resets it first.
+    pub fn next_removal_deadline(&self) -> Option<Instant> {
+        self.removed.values().min().copied()
+    }
+
+    /// Announces the removal of every device not announced yet (shutdown), if a driver
+    /// negotiated.
     pub fn announce_removal(&self, out: &mut Vec<Outgoing>) {
         if self.negotiated.is_none() {
             return;
         }
-        for &n in self.devices.keys() {
+        for n in self.present() {
             self.device_event(n, DeviceState::Removed, out);
         }
     }
@@ -260,6 +339,26 @@ impl Bus {
                         response: false,
                         bytes: bytes.clone(),
                     });
+                }
+            }
+        }
+    }
+
+    /// Fault injection: `count` EVENT_DEVICE alternately added and removed for a number no
+    /// device has (the lowest from [`PHANTOM_DEVICE`] up), each followed by one for the first
+    /// device present, alternately removed and added. Nothing changes on this side.
+    pub fn device_event_flood(&self, count: u32, out: &mut Vec<Outgoing>) {
+        let phantom = (PHANTOM_DEVICE..=u16::MAX).find(|n| !self.devices.contains_key(n));
+        let first = self.present().next();
+        for i in 0..count {
+            let (phantom_state, first_state) = if i % 2 == 0 {
+                (DeviceState::Added, DeviceState::Removed)
+            } else {
+                (DeviceState::Removed, DeviceState::Added)
+            };
+            for (dev_num, state) in [(phantom, phantom_state), (first, first_state)] {
+                if let Some(n) = dev_num {
+                    self.device_event(n, state, out);
                 }
             }
         }
@@ -403,7 +502,7 @@ impl Bus {
         let room = usize::from(self.codec().max_msg_size).saturating_sub(GET_DEVICES_FIXED);
         let count = u32::from(count).min(u32::try_from(room * 8).unwrap_or(u32::MAX)) & !7;
         let mut bitmap = vec![0u8; (count / 8) as usize];
-        for &n in self.devices.keys() {
+        for n in self.present() {
             let Some(rel) = u32::from(n).checked_sub(u32::from(offset)) else {
                 continue;
             };
@@ -414,7 +513,7 @@ impl Bus {
         }
         let end = u32::from(offset) + count;
         let next_offset = match u16::try_from(end) {
-            Ok(end) if count > 0 && self.devices.range(end..).next().is_some() => end,
+            Ok(end) if count > 0 && self.present().any(|n| n >= end) => end,
             _ => 0,
         };
         self.respond(
@@ -488,9 +587,15 @@ impl Bus {
         let codec = self.codec();
         let ctx = Self::ctx(self.mem.as_ref(), self.negotiated, self.config.max_msg_size);
         match self.devices.get_mut(&dev_num) {
-            Some(dev) => dev.handle(m, &ctx, |reply| {
-                push_transport(&codec, dev_num, token, reply, out)
-            }),
+            Some(dev) => {
+                dev.handle(m, &ctx, |reply| {
+                    push_transport(&codec, dev_num, token, reply, out)
+                });
+                let reset = matches!(m, TransportMessage::SetDeviceStatusRequest { status: 0 });
+                if reset && self.is_removed(dev_num) {
+                    self.forget(dev_num, "the driver reset it");
+                }
+            }
             None if matches!(m, TransportMessage::GetDeviceInfoRequest) => {
                 // Device id 0 says "no device here".
                 let reply = TransportMessage::GetDeviceInfoResponse(DeviceInfo::default());
@@ -539,6 +644,7 @@ mod tests {
             max_msg_size: 264,
             transport_features: TRANSPORT_F_STRICT_CONFIG_GENERATION,
             access_platform: false,
+            removal_grace: Duration::from_secs(30),
         });
         let mut out = Vec::new();
         for _ in 0..devices {
@@ -671,7 +777,7 @@ mod tests {
     fn get_devices_bitmap_and_continuation() {
         let mut b = bus(3);
         let mut out = Vec::new();
-        b.remove_device(1, &mut out);
+        assert_eq!(b.remove_device(1, &mut out), Ok(()));
         assert!(out.is_empty());
         let get = |offset, count| {
             request(
@@ -792,8 +898,8 @@ mod tests {
         let mut out = Vec::new();
         let dev = TransportDevice::new(Box::new(Rng::new(None).unwrap())).unwrap();
         assert_eq!(b.add_device(dev, &mut out), Some(1));
-        assert!(b.remove_device(0, &mut out));
-        assert!(!b.remove_device(0, &mut out));
+        assert_eq!(b.remove_device(0, &mut out), Ok(()));
+        assert!(b.remove_device(0, &mut out).is_err());
         b.announce_removal(&mut out);
         let codec = Codec::new(BusKind::SharedMemory);
         let events: Vec<String> = out
@@ -808,6 +914,36 @@ mod tests {
                 "Bus(EventDevice { dev_num: 1, state: Removed })",
             ]
         );
+    }
+
+    #[test]
+    fn removed_devices_are_served_until_reset_or_the_grace_period_ends() {
+        let mut b = bus(2);
+        version_status(&mut b, &version(1, 264, 0));
+        let mut out = Vec::new();
+        assert_eq!(b.remove_device(0, &mut out), Ok(()));
+        assert_eq!(b.remove_device(1, &mut out), Ok(()));
+        assert_eq!(out.len(), 2, "both announced");
+        let status = request(
+            1,
+            0,
+            Message::Transport(TransportMessage::GetDeviceStatusRequest),
+        );
+        assert_eq!(exchange(&mut b, &status).len(), 1, "still served");
+        assert!(!b.forget_expired(Instant::now()));
+        let reset = request(
+            2,
+            0,
+            Message::Transport(TransportMessage::SetDeviceStatusRequest { status: 0 }),
+        );
+        assert_eq!(exchange(&mut b, &reset).len(), 1, "the reset is answered");
+        assert!(b.device(0).is_none(), "then forgotten");
+        assert!(exchange(&mut b, &status).is_empty());
+        let deadline = b.next_removal_deadline().unwrap();
+        assert!(b.device(1).is_some());
+        assert!(b.forget_expired(deadline));
+        assert!(b.device(1).is_none());
+        assert_eq!(b.next_removal_deadline(), None);
     }
 
     #[test]

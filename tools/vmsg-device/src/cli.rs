@@ -21,6 +21,10 @@ use crate::region::WINDOW_ALIGN;
 
 /// Default size of the shared-memory region.
 pub const DEFAULT_SHM_SIZE: usize = 1 << 20;
+/// Default `--removal-grace-ms`: long enough for a disk to write back its cache.
+pub const DEFAULT_REMOVAL_GRACE_MS: u64 = 30_000;
+/// Largest `--removal-grace-ms` (a day), so that the deadline is always representable.
+pub const MAX_REMOVAL_GRACE_MS: u64 = 86_400_000;
 /// Smallest `--max-msg-size`: a VERSION response (28 bytes) must still fit.
 pub const MIN_DEVICE_MSG_SIZE: u16 = 32;
 
@@ -60,7 +64,17 @@ Device SPECs:
 Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
   no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, corrupt-index=N,
   short=N, unknown-id, unsolicited, config-size=N, config-range, queue-size=N|huge,
-  feature-blocks, fuzz=SEED[/PCT] (PCT percent of the messages mutated at random)
+  feature-blocks, fuzz=SEED[/PCT] (PCT percent of the messages mutated at random),
+  and:
+  stall=MS[@N]          once, after N messages read (default 20), the to-device ring is
+                        not read for MS ms (default 500), so that it fills up (no :DEV)
+  generation-churn      every GET_CONFIG answer carries a config generation one higher
+                        than the device's previous one
+  sticky-status         after a reset, GET_DEVICE_STATUS answers the status from before
+                        it until the driver writes another
+  device-event-flood=N  once the bus is up: N EVENT_DEVICE added and removed in turn for
+                        a device number that does not exist, and N for the first device
+                        (default 100; no :DEV)
 
 Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"
@@ -72,7 +86,8 @@ Config file (--config, TOML; command-line values win):
   log-level = \"info\"
   devices = [\"rng\", \"blk:path=disk.img\"]
   faults = [\"delay=500:1\"]
-  control = \"/tmp/vmsg.ctl\"";
+  control = \"/tmp/vmsg.ctl\"
+  removal-grace-ms = 30000";
 
 /// Device side of the virtio-msg shared-memory bus (Documentation/shm-bus.rst).
 ///
@@ -144,6 +159,11 @@ pub struct Cli {
     /// How long shutdown waits for the driver to read the removal events [default: 1000].
     #[arg(long, value_name = "MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// How long a device removed over the control socket is still served while its
+    /// driver does not reset it (SET_DEVICE_STATUS 0), detach or reset the bus; then it is
+    /// forgotten and its number is free again [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub removal_grace_ms: Option<u64>,
 }
 
 /// Subcommands.
@@ -237,6 +257,7 @@ struct FileConfig {
     slot_count: Option<u32>,
     peer_id: Option<u16>,
     shutdown_timeout_ms: Option<u64>,
+    removal_grace_ms: Option<u64>,
 }
 
 /// Everything the program needs to run.
@@ -276,6 +297,8 @@ pub struct Config {
     pub peer_id: u16,
     /// Shutdown wait.
     pub shutdown_timeout: Duration,
+    /// How long a removed device is served at most while its driver does not reset it.
+    pub removal_grace: Duration,
 }
 
 /// Parses `4096`, `64K`, `1M`, `2G` (powers of 1024; `KiB`, `MiB`, `GiB` too).
@@ -409,6 +432,16 @@ pub fn load(cli: Cli) -> Result<Config, String> {
             return Err("--window and --guest-memory exclude each other: in window mode the device side sees no guest RAM, only the window (drop one of them, on the command line or in the config file)".into());
         }
     }
+    let removal_grace_ms = cli
+        .removal_grace_ms
+        .or(file.removal_grace_ms)
+        .unwrap_or(DEFAULT_REMOVAL_GRACE_MS);
+    if removal_grace_ms > MAX_REMOVAL_GRACE_MS {
+        return Err(format!(
+            "removal grace {removal_grace_ms} ms is more than a day ({MAX_REMOVAL_GRACE_MS} ms)"
+        ));
+    }
+    let removal_grace = Duration::from_millis(removal_grace_ms);
     Ok(Config {
         socket,
         connect,
@@ -431,6 +464,7 @@ pub fn load(cli: Cli) -> Result<Config, String> {
                 .or(file.shutdown_timeout_ms)
                 .unwrap_or(1000),
         ),
+        removal_grace,
     })
 }
 
@@ -470,6 +504,11 @@ mod tests {
         assert_eq!(c.log_level, LevelFilter::Info);
         assert_eq!(c.vectors, 1);
         assert!(c.devices.is_empty());
+        assert_eq!(c.removal_grace, Duration::from_secs(30));
+        let c = load(cli(&["--socket", "/tmp/s", "--removal-grace-ms", "250"])).unwrap();
+        assert_eq!(c.removal_grace, Duration::from_millis(250));
+        let e = load(cli(&["--socket", "s", "--removal-grace-ms", "86400001"])).unwrap_err();
+        assert!(e.contains("more than a day"), "{e}");
     }
 
     #[test]

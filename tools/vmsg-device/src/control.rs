@@ -3,11 +3,15 @@
 //! The control socket (`--control PATH`): a line protocol for tests and operators.
 //!
 //! Commands, one per line; each gets one answer line starting with `ok` or `error`:
-//! - `add SPEC` adds a device (same syntax as `--device`) and announces it (EVENT_DEVICE);
-//! - `remove N` removes device N and announces it;
+//! - `add SPEC` adds a device (same syntax as `--device`) at the lowest free number and
+//!   announces it (EVENT_DEVICE); the number of a removed device still served is not free;
+//! - `remove N` announces the removal of device N, which is served until its driver resets
+//!   it, the bus instance is reset, or `--removal-grace-ms` has passed (refused for a
+//!   device already removed);
 //! - `inject N TEXT` sends TEXT to console device N (escapes `\n`, `\r`, `\t`, `\\`,
 //!   `\xHH`);
-//! - `list` prints `N:kind` for every device.
+//! - `list` prints `N:kind` for every device, `N:kind(removed)` for one removed but still
+//!   served.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};

@@ -32,10 +32,23 @@
 //! | `fuzz=SEED[/PCT]` | PCT percent (default 10) of the messages to the driver are    |
 //! |                   | mutated at random (`crate::fuzz`), from a PRNG seeded by SEED; |
 //! |                   | a mutated event is followed by the intact one                 |
+//! | `stall=MS[@N]`    | once, after N messages read from the driver (default 20), the |
+//! |                   | to-device ring is not read for MS milliseconds (default 500), |
+//! |                   | so that it fills up; then it is consumed as usual             |
+//! | `generation-churn`| every GET_CONFIG response carries a config generation one     |
+//! |                   | higher than the device's previous one (the first is the real) |
+//! | `sticky-status`   | after a reset (SET_DEVICE_STATUS 0), GET_DEVICE_STATUS keeps  |
+//! |                   | answering the last non-zero status, until the driver writes   |
+//! |                   | another one                                                   |
+//! | `device-event-    | once, after the first VERSION accepted: N EVENT_DEVICE        |
+//! | flood=N`          | (default 100) alternately added and removed for a number no   |
+//! |                   | device has (the lowest from 7 up), each followed by one for   |
+//! |                   | the first device, alternately removed and added               |
 //!
-//! Every kind but `corrupt-index` takes `:DEV`. `fuzz` mutates events too; the others
-//! change responses only.
+//! Every kind but `corrupt-index`, `stall` and `device-event-flood` takes `:DEV`. `fuzz` mutates events too;
+//! the others change responses only (`stall` delays everything).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -61,11 +74,17 @@ const TYPE_BUS: u8 = 2;
 const GET_DEVICE_INFO: u8 = 0x02;
 const GET_DEVICE_FEATURES: u8 = 0x03;
 const GET_CONFIG: u8 = 0x05;
+const GET_DEVICE_STATUS: u8 = 0x07;
+const SET_DEVICE_STATUS: u8 = 0x08;
 const GET_VQUEUE: u8 = 0x09;
 /// Message ids no revision defines (`unknown-id`).
 const UNKNOWN_EVENT: u8 = 0x7f;
 const UNKNOWN_REQUEST: u8 = 0x3f;
 const UNKNOWN_BUS_EVENT: u8 = 0xff;
+/// Where GET_CONFIG's `generation` is.
+const CONFIG_GENERATION: usize = HEADER;
+/// Where GET_DEVICE_STATUS' and SET_DEVICE_STATUS' `status` is.
+const STATUS: usize = HEADER;
 /// Where GET_DEVICE_INFO's `config_size` is: header plus 28.
 const INFO_CONFIG_SIZE: usize = HEADER + 28;
 /// Where GET_CONFIG's `offset` and GET_VQUEUE's `max_size` are: header plus 4.
@@ -115,6 +134,29 @@ pub enum FaultKind {
         /// Percentage of messages mutated.
         percent: u8,
     },
+    /// Answer GET_CONFIG with a generation that never settles.
+    GenerationChurn,
+    /// Answer GET_DEVICE_STATUS after a reset with the status from before it.
+    StickyStatus,
+    /// Announce this many bogus device additions and removals, once.
+    DeviceEventFlood(u32),
+    /// Stop reading the to-device ring for a while, once.
+    Stall {
+        /// How long.
+        pause: Duration,
+        /// After how many messages read.
+        after: u32,
+    },
+}
+
+impl FaultKind {
+    /// Whether the fault concerns the bus instance as a whole, so that `:DEV` means nothing.
+    fn is_instance_wide(self) -> bool {
+        matches!(
+            self,
+            Self::CorruptIndex(_) | Self::Stall { .. } | Self::DeviceEventFlood(_)
+        )
+    }
 }
 
 /// A fault and the device it is limited to.
@@ -145,6 +187,10 @@ impl fmt::Display for FaultSpec {
             FaultKind::QueueSize(n) => write!(f, "queue-size={n}"),
             FaultKind::FeatureBlocks => write!(f, "feature-blocks"),
             FaultKind::Fuzz { seed, percent } => write!(f, "fuzz={seed}/{percent}"),
+            FaultKind::Stall { pause, after } => write!(f, "stall={}@{after}", pause.as_millis()),
+            FaultKind::GenerationChurn => write!(f, "generation-churn"),
+            FaultKind::StickyStatus => write!(f, "sticky-status"),
+            FaultKind::DeviceEventFlood(n) => write!(f, "device-event-flood={n}"),
         }?;
         match self.dev {
             Some(d) => write!(f, ":{d}"),
@@ -155,7 +201,8 @@ impl fmt::Display for FaultSpec {
 
 const KNOWN: &str = "no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, \
                      corrupt-index=N, short=N, unknown-id, unsolicited, config-size=N, \
-                     config-range, queue-size=N|huge, feature-blocks, fuzz=SEED[/PCT]";
+                     config-range, queue-size=N|huge, feature-blocks, fuzz=SEED[/PCT], \
+                     stall=MS[@N], generation-churn, sticky-status, device-event-flood=N";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -176,10 +223,11 @@ impl FromStr for FaultSpec {
             None => (body, None),
         };
         let not_number = |v: &str| format!("fault '{s}': '{v}' is not a number");
-        let num = |default: u32| match value {
+        let number = |v: Option<&str>, default: u32| match v {
             None => Ok(default),
             Some(v) => v.parse::<u32>().map_err(|_| not_number(v)),
         };
+        let num = |default: u32| number(value, default);
         let no_value = |kind| match value {
             None => Ok(kind),
             Some(_) => Err(format!("fault '{name}' takes no value")),
@@ -220,13 +268,32 @@ impl FromStr for FaultSpec {
                     percent,
                 }
             }
+            "stall" => {
+                let (pause, after) = match value.map(|v| v.split_once('@')) {
+                    Some(Some((pause, after))) => (Some(pause), Some(after)),
+                    Some(None) => (value, None),
+                    None => (None, None),
+                };
+                FaultKind::Stall {
+                    pause: Duration::from_millis(u64::from(number(pause, 500)?)),
+                    after: number(after, 20)?,
+                }
+            }
+            "generation-churn" => no_value(FaultKind::GenerationChurn)?,
+            "sticky-status" => no_value(FaultKind::StickyStatus)?,
+            "device-event-flood" => FaultKind::DeviceEventFlood(num(100)?),
             other => return Err(format!("unknown fault '{other}' (known: {KNOWN})")),
         };
-        if kind == FaultKind::CorruptIndex(0) {
-            return Err("corrupt-index needs N >= 1".into());
+        if matches!(
+            kind,
+            FaultKind::CorruptIndex(0) | FaultKind::Stall { after: 0, .. }
+        ) {
+            return Err(format!("{name} needs N >= 1"));
         }
-        if dev.is_some() && matches!(kind, FaultKind::CorruptIndex(_)) {
-            return Err("corrupt-index concerns the ring, not a device: drop ':DEV'".into());
+        if dev.is_some() && kind.is_instance_wide() {
+            return Err(format!(
+                "{name} concerns the bus instance, not one device: drop ':DEV'"
+            ));
         }
         Ok(Self { kind, dev })
     }
@@ -248,6 +315,15 @@ pub struct Faults {
     seen: Vec<u32>,
     sent: u32,
     corrupted: bool,
+    /// Messages read from the driver, and whether the `stall` fault has fired.
+    received: u32,
+    stalled: bool,
+    /// `generation-churn`: per device, the generation its last GET_CONFIG answer carried.
+    config_generations: BTreeMap<u16, u32>,
+    /// `sticky-status`: per device, what its status answers said.
+    statuses: BTreeMap<u16, StatusMemory>,
+    /// Whether `device-event-flood` has fired.
+    device_events_flooded: bool,
     /// One PRNG per `fuzz` fault, with its device filter.
     fuzzers: Vec<(Option<u16>, Fuzzer)>,
 }
@@ -318,6 +394,11 @@ impl Faults {
             seen,
             sent: 0,
             corrupted: false,
+            received: 0,
+            stalled: false,
+            config_generations: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            device_events_flooded: false,
             fuzzers,
         }
     }
@@ -405,7 +486,7 @@ impl Faults {
 
     /// Alters an outgoing message (to at most `limit` bytes); returns how long to hold it
     /// back.
-    pub fn outgoing(&self, out: &mut Outgoing, limit: usize) -> Option<Duration> {
+    pub fn outgoing(&mut self, out: &mut Outgoing, limit: usize) -> Option<Duration> {
         if !out.response {
             return None;
         }
@@ -441,6 +522,21 @@ impl Faults {
                 FaultKind::FeatureBlocks if is_transport_response(b, GET_DEVICE_FEATURES) => {
                     extra_feature_blocks(b, limit)
                 }
+                FaultKind::GenerationChurn if is_transport_response(b, GET_CONFIG) => {
+                    if let (Some(dev), Some(real)) = (out.dev, get_u32(b, CONFIG_GENERATION)) {
+                        let generation = self
+                            .config_generations
+                            .get(&dev)
+                            .map_or(real, |previous| previous.wrapping_add(1));
+                        self.config_generations.insert(dev, generation);
+                        put_u32(b, CONFIG_GENERATION, generation);
+                    }
+                }
+                FaultKind::StickyStatus => {
+                    if let Some(dev) = out.dev {
+                        stick_status(self.statuses.entry(dev).or_default(), b);
+                    }
+                }
                 _ => {}
             }
         }
@@ -470,6 +566,35 @@ impl Faults {
             .collect()
     }
 
+    /// Counts a message read from the driver; returns, exactly once, how long to stop
+    /// reading the ring (`stall`).
+    pub fn received(&mut self) -> Option<Duration> {
+        self.received = self.received.saturating_add(1);
+        if self.stalled {
+            return None;
+        }
+        let pause = self.specs.iter().find_map(|s| match s.kind {
+            FaultKind::Stall { pause, after } if self.received >= after => Some(pause),
+            _ => None,
+        });
+        self.stalled = pause.is_some();
+        pause
+    }
+
+    /// Called when a VERSION was accepted; returns, exactly once, how many bogus
+    /// EVENT_DEVICE to send (`device-event-flood`).
+    pub fn device_event_flood(&mut self) -> Option<u32> {
+        if self.device_events_flooded {
+            return None;
+        }
+        let count = self.specs.iter().find_map(|s| match s.kind {
+            FaultKind::DeviceEventFlood(n) => Some(n),
+            _ => None,
+        })?;
+        self.device_events_flooded = true;
+        Some(count)
+    }
+
     /// Counts a message published to the driver; returns true exactly once, when the
     /// ring should be corrupted.
     pub fn published(&mut self) -> bool {
@@ -483,6 +608,37 @@ impl Faults {
             .any(|s| matches!(s.kind, FaultKind::CorruptIndex(n) if self.sent >= n));
         self.corrupted = due;
         due
+    }
+}
+
+/// One device's status as its answers said it (`sticky-status`).
+#[derive(Debug, Default)]
+struct StatusMemory {
+    /// The last non-zero status answered.
+    last: u32,
+    /// Since a reset: what GET_DEVICE_STATUS answers instead of the real status.
+    stuck: Option<u32>,
+}
+
+/// `sticky-status` for one response: a SET_DEVICE_STATUS answered 0 (a reset) makes
+/// GET_DEVICE_STATUS answer the last non-zero status until the next SET_DEVICE_STATUS.
+fn stick_status(memory: &mut StatusMemory, b: &mut [u8]) {
+    let Some(status) = get_u32(b, STATUS) else {
+        return;
+    };
+    if is_transport_response(b, SET_DEVICE_STATUS) {
+        if status == 0 {
+            memory.stuck = Some(memory.last).filter(|last| *last != 0);
+        } else {
+            memory.stuck = None;
+            memory.last = status;
+        }
+    } else if is_transport_response(b, GET_DEVICE_STATUS) {
+        match memory.stuck {
+            Some(stuck) => put_u32(b, STATUS, stuck),
+            None if status != 0 => memory.last = status,
+            None => {}
+        }
     }
 }
 
@@ -542,6 +698,24 @@ mod tests {
         assert_eq!(parse("config-size").kind, FaultKind::ConfigSize(1 << 30));
         assert_eq!(parse("queue-size=huge:1").kind, FaultKind::QueueSize(65535));
         assert_eq!(
+            parse("stall").kind,
+            FaultKind::Stall {
+                pause: Duration::from_millis(500),
+                after: 20
+            }
+        );
+        assert_eq!(
+            parse("stall=100").kind,
+            FaultKind::Stall {
+                pause: Duration::from_millis(100),
+                after: 20
+            }
+        );
+        assert_eq!(
+            parse("device-event-flood").kind,
+            FaultKind::DeviceEventFlood(100)
+        );
+        assert_eq!(
             parse("fuzz=12").kind,
             FaultKind::Fuzz {
                 seed: 12,
@@ -562,6 +736,10 @@ mod tests {
             "feature-blocks:1",
             "fuzz=18446744073709551615/100",
             "fuzz=7/5:2",
+            "stall=800@3",
+            "generation-churn:1",
+            "sticky-status",
+            "device-event-flood=3",
         ] {
             assert_eq!(parse(s).to_string(), s);
         }
@@ -587,6 +765,13 @@ mod tests {
             "fuzz=1/101",
             "fuzz=1/",
             "unknown-id=1",
+            "stall=x",
+            "stall=100@",
+            "stall=100@0",
+            "stall=100@2:1",
+            "generation-churn=2",
+            "sticky-status=1",
+            "device-event-flood=2:1",
         ] {
             assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
         }
@@ -603,7 +788,7 @@ mod tests {
 
     #[test]
     fn response_mangling_is_limited_to_its_device() {
-        let f = Faults::new(vec![
+        let mut f = Faults::new(vec![
             parse("bad-size:1"),
             parse("bad-id:1"),
             parse("bad-token:1"),
@@ -625,12 +810,12 @@ mod tests {
 
     #[test]
     fn delay_applies_to_bus_messages_without_device() {
-        let f = Faults::new(vec![parse("delay=5")]);
+        let mut f = Faults::new(vec![parse("delay=5")]);
         assert_eq!(
             f.outgoing(&mut response(None), 264),
             Some(Duration::from_millis(5))
         );
-        let f = Faults::new(vec![parse("delay=5:2")]);
+        let mut f = Faults::new(vec![parse("delay=5:2")]);
         assert_eq!(f.outgoing(&mut response(None), 264), None);
     }
 
@@ -653,6 +838,55 @@ mod tests {
         assert!(!f.published());
         assert!(f.published());
         assert!(!f.published());
+    }
+
+    #[test]
+    fn generation_churn_counts_up_per_device() {
+        let mut f = Faults::new(vec![parse("generation-churn")]);
+        let mut answer = |dev| {
+            let mut config = transport_response(GET_CONFIG, &[5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            config.dev = Some(dev);
+            f.outgoing(&mut config, 264);
+            u32_at(&config.bytes, 8)
+        };
+        assert_eq!([answer(1), answer(1), answer(2), answer(1)], [5, 6, 5, 7]);
+    }
+
+    #[test]
+    fn sticky_status_holds_from_a_reset_to_the_next_write() {
+        let mut f = Faults::new(vec![parse("sticky-status:1")]);
+        let mut answer = |id, status: u32| {
+            let mut o = transport_response(id, &status.to_le_bytes());
+            f.outgoing(&mut o, 264);
+            u32_at(&o.bytes, 8)
+        };
+        assert_eq!(answer(SET_DEVICE_STATUS, 3), 3);
+        assert_eq!(answer(GET_DEVICE_STATUS, 3), 3);
+        assert_eq!(
+            answer(SET_DEVICE_STATUS, 0),
+            0,
+            "the reset is answered as is"
+        );
+        assert_eq!(answer(GET_DEVICE_STATUS, 0), 3);
+        assert_eq!(answer(GET_DEVICE_STATUS, 0), 3);
+        assert_eq!(answer(SET_DEVICE_STATUS, 1), 1);
+        assert_eq!(answer(GET_DEVICE_STATUS, 1), 1);
+    }
+
+    #[test]
+    fn stall_fires_once_after_n_messages() {
+        let mut f = Faults::new(vec![parse("stall=70@2")]);
+        assert_eq!(f.received(), None);
+        assert_eq!(f.received(), Some(Duration::from_millis(70)));
+        assert_eq!(f.received(), None);
+    }
+
+    #[test]
+    fn device_event_flood_fires_once() {
+        let mut f = Faults::new(vec![parse("device-event-flood=4")]);
+        assert_eq!(f.device_event_flood(), Some(4));
+        assert_eq!(f.device_event_flood(), None);
+        assert_eq!(Faults::new(Vec::new()).device_event_flood(), None);
     }
 
     #[test]
@@ -681,11 +915,11 @@ mod tests {
 
     #[test]
     fn short_cuts_and_pads() {
-        let f = Faults::new(vec![parse("short:1")]);
+        let mut f = Faults::new(vec![parse("short:1")]);
         let mut o = response(Some(1));
         f.outgoing(&mut o, 264);
         assert_eq!(o.bytes, vec![0x01, 0x07, 0, 0, 0x02, 0x01, 8, 0]);
-        let f = Faults::new(vec![parse("short=3:1")]);
+        let mut f = Faults::new(vec![parse("short=3:1")]);
         let mut o = response(Some(1));
         f.outgoing(&mut o, 264);
         assert_eq!(
@@ -694,7 +928,7 @@ mod tests {
             "a slot that says 3 bytes"
         );
         // Longer than the message: unchanged.
-        let f = Faults::new(vec![parse("short=100:1")]);
+        let mut f = Faults::new(vec![parse("short=100:1")]);
         let mut o = response(Some(1));
         f.outgoing(&mut o, 264);
         assert_eq!(o, response(Some(1)));
@@ -702,7 +936,7 @@ mod tests {
 
     #[test]
     fn structured_faults_touch_their_response_only() {
-        let f = Faults::new(vec![
+        let mut f = Faults::new(vec![
             parse("config-size=70000:1"),
             parse("config-range:1"),
             parse("queue-size=0:1"),

@@ -136,6 +136,8 @@ pub struct Server {
     state_error_logged: bool,
     /// The ivshmem server of split mode closed the connection (no more peer news).
     server_gone: bool,
+    /// Fault `stall`: the to-device ring is not read until then.
+    stalled_until: Option<Instant>,
 }
 
 fn build_device(spec: &DeviceSpec) -> Result<TransportDevice, String> {
@@ -168,6 +170,7 @@ impl Server {
             max_msg_size: config.max_msg_size,
             transport_features: TRANSPORT_F_STRICT_CONFIG_GENERATION,
             access_platform: config.window.is_some(),
+            removal_grace: config.removal_grace,
         });
         let mut ignored = Vec::new();
         for spec in &config.devices {
@@ -300,6 +303,7 @@ impl Server {
             region_inode,
             state_error_logged: false,
             server_gone: false,
+            stalled_until: None,
         };
         if resumed {
             server.resume();
@@ -422,6 +426,9 @@ impl Server {
                 self.check_driver_state();
                 self.consume();
             }
+            if self.bus.forget_expired(Instant::now()) {
+                self.persist();
+            }
             self.flush();
         }
         self.shutdown();
@@ -433,6 +440,12 @@ impl Server {
         let mut t = TICK;
         if let Some(Reverse(d)) = self.delayed.peek() {
             t = t.min(d.at.saturating_duration_since(now));
+        }
+        for at in [self.bus.next_removal_deadline(), self.stalled_until]
+            .into_iter()
+            .flatten()
+        {
+            t = t.min(at.saturating_duration_since(now));
         }
         if !self.backlog.is_empty() && self.client.is_some() {
             t = t.min(FULL_RETRY);
@@ -658,9 +671,22 @@ impl Server {
         }
     }
 
+    /// Whether the `stall` fault holds the to-device ring; ends the stall once it is over.
+    fn stalled(&mut self) -> bool {
+        match self.stalled_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                log::warn!("fault stall: reading the to-device ring again");
+                self.stalled_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Drains the driver-to-device ring, then asks for a doorbell and rechecks.
     fn consume(&mut self) {
-        if self.to_device_corrupt {
+        if self.to_device_corrupt || self.stalled() {
             return;
         }
         let ring = self.region.to_device();
@@ -671,6 +697,16 @@ impl Server {
                 Ok(Some(Popped::Message)) => {
                     self.rx_next = self.rx_next.wrapping_add(1);
                     self.handle_message(&rx);
+                    if let Some(pause) = self.faults.received() {
+                        // Busy, as far as the driver can tell: consumer_wants_doorbell
+                        // stays 0 and the consumer index stops here.
+                        log::warn!(
+                            "fault stall: not reading the to-device ring for {} ms",
+                            pause.as_millis()
+                        );
+                        self.stalled_until = Some(Instant::now() + pause);
+                        break Ok(());
+                    }
                 }
                 Ok(Some(Popped::BadSize(size))) => {
                     self.rx_next = self.rx_next.wrapping_add(1);
@@ -705,7 +741,14 @@ impl Server {
             return;
         }
         let mut out = Vec::new();
+        let was_up = self.bus.negotiated().is_some();
         self.bus.handle(bytes, &mut out);
+        if !was_up && self.bus.negotiated().is_some() {
+            if let Some(count) = self.faults.device_event_flood() {
+                log::warn!("fault device-event-flood: {count} bogus EVENT_DEVICE pairs");
+                self.bus.device_event_flood(count, &mut out);
+            }
+        }
         // Before the response is published: a successor must not see the answer without
         // the state change behind it. Notifications change nothing that is saved.
         if !notification {
@@ -823,13 +866,10 @@ impl Server {
                 },
                 Err(e) => format!("error {e}"),
             },
-            Command::Remove(n) => {
-                if self.bus.remove_device(n, &mut out) {
-                    "ok".into()
-                } else {
-                    format!("error no device {n}")
-                }
-            }
+            Command::Remove(n) => match self.bus.remove_device(n, &mut out) {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("error {e}"),
+            },
             Command::Inject(n, data) => match self.bus.inject(n, &data, &mut out) {
                 Ok(()) => "ok".into(),
                 Err(e) => format!("error {e}"),
@@ -840,9 +880,14 @@ impl Server {
                     .device_numbers()
                     .into_iter()
                     .filter_map(|n| {
+                        let removed = if self.bus.is_removed(n) {
+                            "(removed)"
+                        } else {
+                            ""
+                        };
                         self.bus
                             .device(n)
-                            .map(|d| format!("{n}:{}", d.device().name()))
+                            .map(|d| format!("{n}:{}{removed}", d.device().name()))
                     })
                     .collect();
                 format!("ok {}", list.join(" "))

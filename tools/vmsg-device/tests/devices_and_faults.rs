@@ -5,32 +5,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{
-    driver_ok, expect_used, features_ok, hdr, kick, negotiate, transport, version_status, wait_for,
-    Client, Device, GuestRam, SplitQueue, FEATURES_OK, VERSION_1,
+    control, driver_ok, expect_used, features_ok, hdr, help, kick, negotiate, ping,
+    spawn_negotiated, transport, version_status, wait_for, Client, Device, GuestRam, SplitQueue,
+    ACKNOWLEDGE, DRIVER, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
 use virtio_msg_codec::transport::TransportMessage as T;
 use virtio_msg_codec::{Frame, Message};
-
-fn control(path: &Path, line: &str) -> String {
-    let mut s = UnixStream::connect(path).unwrap();
-    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
-    s.write_all(format!("{line}\n").as_bytes()).unwrap();
-    let mut answer = String::new();
-    BufReader::new(s).read_line(&mut answer).unwrap();
-    answer.trim_end().to_string()
-}
-
-fn ping(token: u16, data: u32) -> Frame<'static> {
-    Frame::bus(token, Message::Bus(BusMessage::PingRequest { data }))
-}
 
 fn blk_request(kind: u32, sector: u64) -> Vec<u8> {
     let mut h = Vec::new();
@@ -147,20 +133,8 @@ fn blk_write_read_flush_get_id() {
 #[test]
 fn console_echo_and_injection() {
     let ram = GuestRam::new(1 << 20);
-    let dir = tempfile::tempdir().unwrap();
-    let ctl = dir.path().join("ctl");
-    let ctl_arg = ctl.to_str().unwrap().to_string();
-    let dev = Device::spawn_in(
-        dir,
-        &[
-            "--guest-memory",
-            &ram.path,
-            "--device",
-            "console",
-            "--control",
-            &ctl_arg,
-        ],
-    );
+    let (dev, ctl) =
+        Device::spawn_with_control(&["--guest-memory", &ram.path, "--device", "console"]);
     let client = Client::connect(&dev.socket, 1);
     negotiate(&client);
     features_ok(&client, 0, VERSION_1);
@@ -195,10 +169,7 @@ fn console_echo_and_injection() {
 
 #[test]
 fn hot_plug_over_the_control_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let ctl = dir.path().join("ctl");
-    let ctl_arg = ctl.to_str().unwrap().to_string();
-    let dev = Device::spawn_in(dir, &["--device", "rng", "--control", &ctl_arg]);
+    let (dev, ctl) = Device::spawn_with_control(&["--device", "rng"]);
     let client = Client::connect(&dev.socket, 1);
     negotiate(&client);
     assert_eq!(control(&ctl, "add console"), "ok 1");
@@ -210,7 +181,7 @@ fn hot_plug_over_the_control_socket() {
         other => panic!("{other:?}"),
     });
     assert_eq!(event, (0, DeviceState::Removed));
-    assert_eq!(control(&ctl, "list"), "ok 1:console");
+    assert_eq!(control(&ctl, "list"), "ok 0:rng(removed) 1:console");
     assert!(control(&ctl, "add toaster").starts_with("error unknown device kind"));
     let r = client.call(Frame::bus(
         9,
@@ -404,4 +375,142 @@ fn fault_corrupt_index() {
         client.load(base).wrapping_sub(client.load(base + 64)),
         64 + 5
     );
+}
+
+/// `vmsg-device` serving `rngs` rng devices with `fault` and `extra` options, negotiated.
+fn rngs_with_fault(rngs: usize, fault: &str, extra: &[&str]) -> (Device, Client) {
+    let mut args = vec!["--fault", fault];
+    for _ in 0..rngs {
+        args.extend(["--device", "rng"]);
+    }
+    args.extend_from_slice(extra);
+    spawn_negotiated(&args)
+}
+
+#[test]
+fn fault_stall_stops_consuming_until_the_ring_is_full() {
+    assert!(help().contains("stall=MS[@N]"));
+    let (dev, client) = rngs_with_fault(1, "stall=600@3", &["--shm-size", "64K"]);
+    client.call(ping(1, 1));
+    client.call(ping(2, 2));
+    // The third message was the last consumed: the ring's 64 slots fill up and stay full.
+    let stalled = Instant::now();
+    // (The consumer index is published just after the answers.)
+    wait_for("every slot released", || {
+        client.load(64 + 64) == client.load(64)
+    });
+    for t in 0..64 {
+        client.send(ping(0x100 + t, u32::from(t)));
+    }
+    assert!(client.try_recv_raw(Duration::from_millis(200)).is_none());
+    assert_eq!(client.load(64).wrapping_sub(client.load(64 + 64)), 64);
+    // Then everything is consumed and answered, in order.
+    for t in 0..64 {
+        assert_eq!(client.recv(|f| f.token), 0x100 + t);
+    }
+    assert!(
+        stalled.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        stalled.elapsed()
+    );
+    // Once only.
+    let r = client.call(ping(3, 3));
+    assert_eq!(r.1, 3);
+    assert!(dev.log().contains("fault stall"), "{}", dev.log());
+}
+
+/// GET_CONFIG of nothing at offset 0: the generation the answer carries.
+fn config_generation(client: &Client, dev_num: u16, token: u16) -> u32 {
+    client.send(transport(
+        dev_num,
+        token,
+        T::GetConfigRequest {
+            offset: 0,
+            length: 0,
+        },
+    ));
+    client.recv(|f| match f.message {
+        Message::Transport(T::GetConfigResponse { generation, .. }) => generation,
+        other => panic!("{other:?}"),
+    })
+}
+
+#[test]
+fn fault_generation_churn_moves_every_config_answer_on() {
+    assert!(help().contains("generation-churn"));
+    let (_dev, client) = rngs_with_fault(2, "generation-churn:0", &[]);
+    let churned: Vec<u32> = (1..=3).map(|t| config_generation(&client, 0, t)).collect();
+    assert_eq!(churned, vec![churned[0], churned[0] + 1, churned[0] + 2]);
+    let steady: Vec<u32> = (4..=5).map(|t| config_generation(&client, 1, t)).collect();
+    assert_eq!(steady[0], steady[1]);
+}
+
+/// SET_DEVICE_STATUS; returns the status answered.
+fn set_status(client: &Client, dev_num: u16, status: u32) -> u32 {
+    client.send(transport(
+        dev_num,
+        0x40,
+        T::SetDeviceStatusRequest { status },
+    ));
+    client.recv(|f| match f.message {
+        Message::Transport(T::SetDeviceStatusResponse { status }) => status,
+        other => panic!("{other:?}"),
+    })
+}
+
+/// GET_DEVICE_STATUS; returns the status answered.
+fn get_status(client: &Client, dev_num: u16) -> u32 {
+    client.send(transport(dev_num, 0x41, T::GetDeviceStatusRequest));
+    client.recv(|f| match f.message {
+        Message::Transport(T::GetDeviceStatusResponse { status }) => status,
+        other => panic!("{other:?}"),
+    })
+}
+
+#[test]
+fn fault_sticky_status_reports_the_status_from_before_the_reset() {
+    assert!(help().contains("sticky-status"));
+    let (_dev, client) = rngs_with_fault(2, "sticky-status:0", &[]);
+    for dev_num in [0, 1] {
+        assert_eq!(set_status(&client, dev_num, ACKNOWLEDGE | DRIVER), 3);
+        assert_eq!(
+            set_status(&client, dev_num, 0),
+            0,
+            "the reset itself is answered"
+        );
+    }
+    assert_eq!(
+        get_status(&client, 0),
+        3,
+        "stuck at the status before the reset"
+    );
+    assert_eq!(get_status(&client, 0), 3);
+    assert_eq!(get_status(&client, 1), 0);
+    // The next status the driver writes ends it.
+    assert_eq!(set_status(&client, 0, ACKNOWLEDGE), 1);
+    assert_eq!(get_status(&client, 0), 1);
+}
+
+#[test]
+fn fault_device_event_flood_once_the_bus_is_up() {
+    assert!(help().contains("device-event-flood=N"));
+    let (_dev, client) = rngs_with_fault(2, "device-event-flood=2", &[]);
+    let event = || {
+        client.recv(|f| match f.message {
+            Message::Bus(BusMessage::EventDevice { dev_num, state }) => (dev_num, state),
+            other => panic!("{other:?}"),
+        })
+    };
+    let events: Vec<(u16, DeviceState)> = (0..4).map(|_| event()).collect();
+    use DeviceState::{Added, Removed};
+    assert_eq!(
+        events,
+        vec![(7, Added), (0, Removed), (7, Removed), (0, Added)]
+    );
+    // Nothing more, and not again after a new VERSION.
+    assert_eq!(client.call(ping(1, 1)).1, 1);
+    let r = client.call(Frame::bus(2, Message::Shm(ShmBusMessage::ResetRequest)));
+    assert_eq!(r.2, "Shm(ResetResponse { status: 0 })");
+    negotiate(&client);
+    assert_eq!(client.call(ping(3, 3)).1, 3);
 }

@@ -11,13 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    driver_ok, expect_used, features_ok, hdr, kick, negotiate, transport, version_status, wait_for,
-    Client, Device, GuestRam, Split, SplitQueue, FEATURES_OK, VERSION_1,
+    driver_ok, expect_used, features_ok, hdr, kick, negotiate, ping, transport, version_status,
+    wait_for, Client, Device, GuestRam, Split, SplitQueue, FEATURES_OK, VERSION_1,
 };
-use virtio_msg_codec::bus::BusMessage;
 use virtio_msg_codec::shm::VersionStatus;
 use virtio_msg_codec::transport::TransportMessage as T;
-use virtio_msg_codec::{Frame, Message};
 
 /// Starts the device logic; it is ready once it has written its state file.
 fn start_device(split: &Split, extra: &[&str], log_name: &str) -> Device {
@@ -42,10 +40,6 @@ fn refused_device(split: &Split, args: &[&str]) -> String {
     let mut dev = Device::spawn_with(dir, args, &split.device_socket, "refused.log");
     assert!(!dev.wait().success());
     dev.log()
-}
-
-fn ping(token: u16, data: u32) -> Frame<'static> {
-    Frame::bus(token, Message::Bus(BusMessage::PingRequest { data }))
 }
 
 fn blk_write(ram: &GuestRam, q: &mut SplitQueue, slot: u64, sector: u64, fill: u8) -> u16 {

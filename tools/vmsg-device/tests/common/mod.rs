@@ -47,6 +47,16 @@ impl Device {
         Self::spawn_with(dir, &all, &socket, "device.log")
     }
 
+    /// Same, with a control socket (`--control DIR/ctl`); returns the socket's path too.
+    pub fn spawn_with_control(args: &[&str]) -> (Self, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = dir.path().join("ctl");
+        let ctl_arg = ctl.to_str().unwrap().to_string();
+        let mut all = vec!["--control", ctl_arg.as_str()];
+        all.extend_from_slice(args);
+        (Self::spawn_in(dir, &all), ctl)
+    }
+
     /// Starts `vmsg-device ARGS... --log-level debug` in `dir`, logging to `log_name`
     /// there, and waits for `ready` to exist. `socket` is set to `ready`.
     pub fn spawn_with(dir: tempfile::TempDir, args: &[&str], ready: &Path, log_name: &str) -> Self {
@@ -410,6 +420,12 @@ impl Client {
     }
 }
 
+/// A PING request.
+pub fn ping(token: u16, data: u32) -> Frame<'static> {
+    use virtio_msg_codec::bus::BusMessage;
+    Frame::bus(token, Message::Bus(BusMessage::PingRequest { data }))
+}
+
 /// A transport request frame with a token.
 pub fn transport(
     dev_num: u16,
@@ -614,6 +630,14 @@ pub fn negotiate(client: &Client) {
     assert_eq!(version_status(client, 0x7000), VersionStatus::Accepted);
 }
 
+/// Starts `vmsg-device ARGS...`, connects as QEMU and negotiates VERSION.
+pub fn spawn_negotiated(args: &[&str]) -> (Device, Client) {
+    let dev = Device::spawn(args);
+    let client = Client::connect(&dev.socket, 1);
+    negotiate(&client);
+    (dev, client)
+}
+
 /// Notifies queue `vq_index` of device `dev_num` (EVENT_AVAIL, token 0).
 pub fn kick(client: &Client, dev_num: u16, vq_index: u32) {
     use virtio_msg_codec::transport::TransportMessage as T;
@@ -638,6 +662,17 @@ pub fn expect_used(client: &Client, dev_num: u16, vq_index: u32) {
             format!("Transport(EventUsed {{ vq_index: {vq_index} }})")
         )
     );
+}
+
+/// Sends one line to the control socket at `path` and returns its answer line.
+pub fn control(path: &Path, line: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer).unwrap();
+    answer.trim_end().to_string()
 }
 
 /// Polls `cond` until it holds; fails the test after [`TIMEOUT`].
@@ -751,6 +786,15 @@ pub fn startup_error(sock: &Path, args: &[&str]) -> String {
         .unwrap();
     assert!(!out.status.success(), "{args:?} started");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What `vmsg-device --help` prints.
+pub fn help() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmsg-device"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Sets DRIVER_OK (after [`features_ok`] and the queue setup) and checks the device took it.

@@ -21,7 +21,6 @@ use kernel::{
     sync::{Arc, Mutex, SetOnce},
 };
 
-
 /// The window of an instance and its debugfs file.
 struct InstanceWindow {
     window: Arc<Window>,

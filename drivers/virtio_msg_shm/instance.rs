@@ -55,7 +55,10 @@ impl Instance {
         let link = &self.link;
         let terms = negotiate::negotiate(link, self.our_max)?;
         let devices = negotiate::discover(link).inspect_err(|e| {
-            dev_err!(self.parent, "device discovery (GET_DEVICES) failed: {e:?}\n");
+            dev_err!(
+                self.parent,
+                "device discovery (GET_DEVICES) failed: {e:?}\n"
+            );
         })?;
         dev_info!(
             self.parent,

@@ -38,7 +38,8 @@ kvm_failure_in_log() {
 	grep -m1 'KVM internal error' "$1" 2>/dev/null
 }
 
-# Boots the test machine once and waits for it:
+# Boots the test machine once and waits for it (VMSG_QEMU_DEBUG_ARGS, split on
+# spaces, are added for debugging: "-s" for QEMU's gdb stub, say):
 #   qemu_supervised <accel> <secs> <outdir> <kernel> <initrd> <append> [qemu args...]
 # Writes <outdir>/{console,tap,qemu}.log. Returns 0 when QEMU ended by itself,
 # 124 when it ran past <secs>, and 3 when the accelerator failed (KVM only:
@@ -55,7 +56,7 @@ qemu_supervised() {
 		-append "console=ttyS0 printk.time=0 panic=-1 oops=panic loglevel=7 $append" \
 		-display none -monitor none -no-reboot \
 		-serial "file:$outdir/console.log" -serial "file:$outdir/tap.log" \
-		"$@" </dev/null >"$outdir/qemu.log" 2>&1 &
+		${VMSG_QEMU_DEBUG_ARGS:-} "$@" </dev/null >"$outdir/qemu.log" 2>&1 &
 	pid=$!
 	start=$SECONDS
 	while kill -0 "$pid" 2>/dev/null; do

@@ -16,7 +16,11 @@ use crate::{
     },
 };
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc,
+    time::{delay::udelay, Delta, Instant, Monotonic},
+};
 use zerocopy::little_endian::U32;
 
 /// Largest config space the transport accepts from a device (module parameter).
@@ -39,6 +43,8 @@ fn reset_polls() -> u32 {
     *crate::module_parameters::reset_timeout_ms.value() / RESET_POLL_MS as u32
 }
 const RESET_POLL_MS: i64 = 10;
+/// The pause between tries of a kick waiting for room with interrupts disabled.
+const KICK_POLL_US: i64 = 10;
 
 pub(crate) use crate::vmsg::errno::eproto;
 
@@ -51,6 +57,10 @@ pub(crate) struct MsgDevice<B: BusLink> {
     info: DeviceInfo,
     /// Set once the device misbehaved, timed out or was removed: requests fail fast from then on.
     broken: AtomicBool,
+    /// Set when the device side removed the device: the driver's reset is its last word to
+    /// the device side, which forgets the device then (the virtio core still reads and writes
+    /// the status after the driver's removal, and the driver disables its queues).
+    removing: AtomicBool,
     /// Set while the driver's last status change was a reset: a device that breaks then (its
     /// status read after the reset fails, say) still reads 0, as the virtio core expects.
     reset_done: AtomicBool,
@@ -104,6 +114,7 @@ impl<B: BusLink> MsgDevice<B> {
                 dev_num,
                 info,
                 broken: AtomicBool::new(false),
+                removing: AtomicBool::new(false),
                 reset_done: AtomicBool::new(false),
                 cache <- crate::new_irq_spinlock!(cache, c"virtio_msg_config_cache"),
                 cache_generation: AtomicU32::new(0),
@@ -147,13 +158,10 @@ impl<B: BusLink> MsgDevice<B> {
         }
     }
 
-    /// Retires a device the device side removed: marked broken without an error, so that its
-    /// driver's removal sends nothing to a device side that no longer knows it.
-    pub(crate) fn retire(&self, dev: &Device) {
-        if !self.broken.swap(true, Ordering::AcqRel) {
-            pr_info!("device {}: removed by the device side\n", self.dev_num);
-            dev.mark_broken();
-        }
+    /// Notes that the device side removed the device: it is served until its driver resets
+    /// it, and is then retired (broken without an error) so that nothing more is sent.
+    pub(crate) fn set_removing(&self) {
+        self.removing.store(true, Ordering::Release);
     }
 
     /// Sends request `req` and hands the matching response to `take`.
@@ -353,6 +361,28 @@ impl<B: BusLink> MsgDevice<B> {
         false
     }
 
+    /// Sends the kick of queue `index` as soon as the bus has room, polling for at most
+    /// `atomic_kick_wait_ms`; past that the device side is taken to be stuck and the kick fails
+    /// (its virtqueue breaks). For callers with interrupts disabled.
+    fn kick_when_room(&self, dev: &Device, index: u32, data: u32) -> bool {
+        let start = Instant::<Monotonic>::now();
+        let limit = i64::from(*crate::module_parameters::atomic_kick_wait_ms.value());
+        loop {
+            udelay(Delta::from_micros(KICK_POLL_US));
+            match self.send_avail(index, data) {
+                Ok(()) => return true,
+                Err(e) if e == EAGAIN && start.elapsed().as_millis() < limit => {}
+                Err(_) => {
+                    self.fail(
+                        Some(dev),
+                        "no room on the bus for a kick made with interrupts disabled",
+                    );
+                    return false;
+                }
+            }
+        }
+    }
+
     /// Keeps the kick of queue `index` for [`MsgDevice::resend_kicks`]; false for a queue the
     /// device does not have.
     fn keep_kick(&self, index: u32, data: u32) -> bool {
@@ -545,6 +575,10 @@ impl<B: BusLink> Transport for MsgDevice<B> {
         if !self.is_broken() && !self.reset_device(dev) {
             self.fail(Some(dev), "reset did not complete");
         }
+        if self.removing.load(Ordering::Acquire) {
+            // The device side forgets a removed device at its reset: retired, quietly.
+            self.broken.store(true, Ordering::Release);
+        }
         // Done, or (broken) the driver giving up on the device: either way its status reads 0
         // from now on, as the virtio core expects after a reset.
         self.reset_done.store(true, Ordering::Release);
@@ -690,7 +724,7 @@ impl<B: BusLink> Transport for MsgDevice<B> {
         }
     }
 
-    fn notify(&self, _dev: &Device, index: u32, data: u32) -> bool {
+    fn notify(&self, dev: &Device, index: u32, data: u32) -> bool {
         if self.is_broken() {
             return false;
         }
@@ -706,7 +740,22 @@ impl<B: BusLink> Transport for MsgDevice<B> {
             }
             // No room on the bus now: kept, and sent when the bus resumes events. Returning
             // false would break the virtqueue for good over a device side that is only slow.
-            Err(e) if e == EAGAIN => self.keep_kick(index, data),
+            // With interrupts disabled nothing on this CPU could send a kept kick, and the
+            // caller may spin until the device answers it (virtio_console's __send_to_port()
+            // does, with a spinlock held): wait for room here instead, bounded.
+            Err(e) if e == EAGAIN && virtio::irqs_disabled() => {
+                self.kick_when_room(dev, index, data)
+            }
+            Err(e) if e == EAGAIN => {
+                if !self.keep_kick(index, data) {
+                    return false;
+                }
+                // The bus may have resumed events between its EAGAIN and the kick being kept:
+                // try once more, so that a kick is never left kept with the bus not knowing
+                // (a failure now tells the bus again, after the kick is kept).
+                self.resend_kicks(dev);
+                true
+            }
             Err(_) => false,
         }
     }

@@ -74,6 +74,8 @@ pub(crate) struct FakeBus {
     pub(crate) events: AtomicU32,
     /// Events are refused with `EAGAIN`, as by a bus whose ring is full.
     pub(crate) events_full: AtomicBool,
+    /// The next this many events are refused with `EAGAIN`, then there is room again.
+    pub(crate) refuse_events: AtomicU32,
 }
 
 impl FakeBus {
@@ -120,6 +122,7 @@ impl FakeBus {
             requests: AtomicU32::new(0),
             events: AtomicU32::new(0),
             events_full: AtomicBool::new(false),
+            refuse_events: AtomicU32::new(0),
         })
     }
 
@@ -287,7 +290,10 @@ impl BusLink for FakeBus {
     }
 
     fn send_event(&self, _msg: &[u8]) -> Result {
-        if self.events_full.load(Ordering::Relaxed) {
+        let refused = self
+            .refuse_events
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if self.events_full.load(Ordering::Relaxed) || refused.is_ok() {
             return Err(EAGAIN);
         }
         self.events.fetch_add(1, Ordering::Relaxed);

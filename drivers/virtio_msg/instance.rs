@@ -179,10 +179,16 @@ impl<B: BusLink> Instance<B> {
     /// this returns, without messages to the device.
     pub(crate) fn remove_device(&self, dev_num: u16) -> Result {
         let _changing = self.changes.lock();
-        let slot = self.take(dev_num).ok_or(ENOENT)?;
-        slot.device.retire(slot.registration.device());
+        let slot = self.slot(dev_num).ok_or(ENOENT)?;
+        // The device side keeps serving a removed device until its driver resets it
+        // (bus-contract.rst): the driver finishes its I/O, whose used-buffer events must still
+        // reach it, and resets the device. A device side that forgot it at once makes each
+        // request time out instead, which breaks the device: bounded by one request timeout.
+        pr_info!("device {dev_num}: removed by the device side\n");
+        slot.device.set_removing();
         slot.registration.unregister();
         slot.device.stats.log(dev_num);
+        self.take(dev_num);
         Ok(())
     }
 

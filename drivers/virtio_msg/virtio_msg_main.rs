@@ -38,6 +38,10 @@ module! {
             default: 5,
             description: "Attempts at a chunked config read whose chunks see different generations",
         },
+        atomic_kick_wait_ms: u32 {
+            default: 5000,
+            description: "How long a virtqueue kick made with interrupts disabled waits for room on a full bus, in ms, before its virtqueue fails (other kicks are kept and sent later)",
+        },
         reset_timeout_ms: u32 {
             default: 1000,
             description: "How long a device may take to report status 0 after a reset, in ms",

@@ -394,9 +394,20 @@ impl ShmLink {
     /// and by the PING loop's timer. Any context.
     pub(crate) fn resume_events(&self) {
         if self.events_blocked.swap(false, Ordering::AcqRel) {
-            if let Some(reg) = self.registration.lock().as_ref() {
-                reg.resume_events();
-            }
+            self.tell_transport_to_resume();
+        }
+    }
+
+    /// As `resume_events`, whether or not an event found the ring full: the PING loop's
+    /// periodic safety net.
+    pub(crate) fn resume_events_anyway(&self) {
+        self.events_blocked.store(false, Ordering::Release);
+        self.tell_transport_to_resume();
+    }
+
+    fn tell_transport_to_resume(&self) {
+        if let Some(reg) = self.registration.lock().as_ref() {
+            reg.resume_events();
         }
     }
 

@@ -41,7 +41,9 @@ impl Liveness {
             GFP_KERNEL,
         )?;
         let worker = this.clone();
-        workqueue::system_long()
+        // Unbound: it resends kept kicks, which must not wait for a CPU that spins with
+        // interrupts disabled.
+        workqueue::system_unbound()
             .try_spawn(GFP_KERNEL, move || {
                 worker.run(&instance, interval_ms);
                 worker.stopped.complete_all();
@@ -62,7 +64,7 @@ impl Liveness {
             }
             fsleep(Delta::from_millis(i64::from(STEP_MS)));
             let link = instance.link();
-            link.resume_events();
+            link.resume_events_anyway();
             if !link.is_detached() && link.device_state() == Ok(region::DEVICE_GOING_AWAY) {
                 break;
             }

@@ -192,3 +192,6 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn vmsg_may_sleep() -> bool;
 }
+unsafe extern "C" {
+    pub fn vmsg_irqs_disabled() -> bool;
+}

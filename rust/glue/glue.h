@@ -118,5 +118,7 @@ void vmsg_spin_unlock_irqrestore(void *lock, unsigned long flags);
 
 /* True when the caller may sleep (needs CONFIG_PREEMPT_COUNT to see spinlocks). */
 bool vmsg_may_sleep(void);
+/* True when local interrupts are disabled. */
+bool vmsg_irqs_disabled(void);
 
 #endif /* VMSG_VIRTIO_GLUE_H */

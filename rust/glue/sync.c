@@ -29,3 +29,8 @@ bool vmsg_may_sleep(void)
 {
 	return !in_atomic() && !irqs_disabled();
 }
+
+bool vmsg_irqs_disabled(void)
+{
+	return irqs_disabled();
+}

@@ -516,3 +516,10 @@ pub fn may_sleep() -> bool {
     // SAFETY: `vmsg_may_sleep` only reads the preemption state of the current CPU.
     unsafe { glue::vmsg_may_sleep() }
 }
+
+/// Returns whether local interrupts are disabled: nothing else runs on this CPU until the
+/// caller enables them again.
+pub fn irqs_disabled() -> bool {
+    // SAFETY: `vmsg_irqs_disabled` only reads the interrupt state of the current CPU.
+    unsafe { glue::vmsg_irqs_disabled() }
+}

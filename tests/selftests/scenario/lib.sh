@@ -91,6 +91,8 @@ writer() {
 		wb=0
 		while [ $wb -lt "$3" ]; do
 			[ -e /tmp/w.stop ] && return 0
+			# Once the disk is gone, dd would create /dev/$1 as a file.
+			[ -b "/dev/$1" ] || return 0
 			blk=$(($2 + wb))
 			pattern $blk $wr >/tmp/w.blk
 			echo "$blk $wr" >/tmp/w.cur
@@ -161,5 +163,62 @@ blk_disk() {
 	for b in "$(vdev_by_id 2)"/block/*; do
 		[ -e "$b" ] && { basename "$b"; return 0; }
 	done
+	return 1
+}
+
+# Like writer, for start_parallel_writers: blocks $2 .. $2+$3-1 of /dev/$1,
+# logging to the shared /tmp/w.acked and /tmp/w.failed (appends of one line).
+one_writer() {
+	r=1
+	while :; do
+		b=0
+		while [ $b -lt "$3" ]; do
+			[ -e /tmp/w.stop ] && return 0
+			# Once the disk is gone, dd would create /dev/$1 as a file.
+			[ -b "/dev/$1" ] || return 0
+			blk=$(($2 + b))
+			pattern $blk $r >"/tmp/w.blk$2"
+			if dd if="/tmp/w.blk$2" of="/dev/$1" bs=4096 seek=$blk count=1 oflag=direct \
+				conv=notrunc,fsync 2>"/tmp/w.err$2"; then
+				echo "$(now) $blk $r" >>/tmp/w.acked
+			else
+				echo "$(now) $blk $r $(tr '\n' ' ' <"/tmp/w.err$2")" >>/tmp/w.failed
+			fi
+			b=$((b + 1))
+		done
+		r=$((r + 1))
+	done
+}
+
+# Starts $3 writers on the virtio-blk disk, writer j on blocks $1+j*$2 ..
+# $1+(j+1)*$2-1 (O_DIRECT, fsync), their pids in $pids, and waits until ten
+# writes are acknowledged.
+start_parallel_writers() {
+	disk=$(blk_disk) || { echo "# no disk"; return 1; }
+	rm -f /tmp/w.*
+	pids=
+	j=0
+	while [ $j -lt "$3" ]; do
+		(
+			exec >/dev/null 2>&1 </dev/null
+			one_writer "$disk" $(($1 + j * $2)) "$2"
+		) &
+		pids="$pids $!"
+		j=$((j + 1))
+	done
+	wait_for 60 ten_acked || { echo "# $(acked) write(s) in 60 s"; return 1; }
+}
+
+# Stops the writers of start_parallel_writers and waits for them.
+stop_parallel_writers() {
+	touch /tmp/w.stop
+	wait $pids
+}
+
+# Whether no write failed (the failures listed otherwise).
+no_write_failed() {
+	[ -f /tmp/w.failed ] || return 0
+	echo "# $(wc -l </tmp/w.failed) failed write(s):"
+	sed 's/^/#   /' /tmp/w.failed | head -n 10
 	return 1
 }

@@ -33,7 +33,11 @@ blk_tail() {
 	bytes=$(($(e2e_arg blk_sectors) * 512))
 	quiet dd if="/dev/$dev" of=/tmp/blk.tail bs=65536 skip=$((bytes / 65536 - 1)) count=1 iflag=direct || return 1
 	got=$(sha256 /tmp/blk.tail) want=$(e2e_arg blk_tail_sha256)
-	[ "$got" = "$want" ] || { echo "# last 64 KiB: sha256 $got, the host wrote $want"; return 1; }
+	[ "$got" = "$want" ] || {
+		echo "# last 64 KiB: sha256 $got, the host wrote $want"
+		echo "# read $(wc -c </tmp/blk.tail) bytes; /dev/$dev: $(ls -l "/dev/$dev"), sysfs dev $(cat "/sys/block/$dev/dev"), size $(cat "/sys/block/$dev/size")"
+		return 1
+	}
 }
 
 blk_write_read() {

@@ -121,6 +121,9 @@ pub(crate) struct Stats {
     /// interrupt thread.
     pub(crate) received_in_irq: AtomicU64,
     pub(crate) received_in_thread: AtomicU64,
+    /// Messages the PING loop's periodic poll took (an interrupt that did not come or could
+    /// not run: its CPU spinning with interrupts disabled, say).
+    pub(crate) received_by_poll: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) doorbells: AtomicU64,
@@ -310,11 +313,12 @@ impl ShmLink {
         let s = &self.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         pr_info!(
-            "sent {} received {} ({} in IRQ, {} in thread) dropped {} timeouts {} doorbells {} events blocked {} recoveries {}\n",
+            "sent {} received {} ({} in IRQ, {} in thread, {} by poll) dropped {} timeouts {} doorbells {} events blocked {} recoveries {}\n",
             get(&s.sent),
-            get(&s.received_in_irq) + get(&s.received_in_thread),
+            get(&s.received_in_irq) + get(&s.received_in_thread) + get(&s.received_by_poll),
             get(&s.received_in_irq),
             get(&s.received_in_thread),
+            get(&s.received_by_poll),
             get(&s.dropped),
             get(&s.timeouts),
             get(&s.doorbells),
@@ -398,9 +402,14 @@ impl ShmLink {
         }
     }
 
-    /// As `resume_events`, whether or not an event found the ring full: the PING loop's
-    /// periodic safety net.
-    pub(crate) fn resume_events_anyway(&self) {
+    /// The PING loop's periodic safety net: drains the to-driver ring and resends kept events,
+    /// whether or not an interrupt said so. The interrupt may be stuck on a CPU that spins with
+    /// interrupts disabled waiting for the device side (virtio_console's __send_to_port()
+    /// does), while the device side waits for room in the to-driver ring.
+    pub(crate) fn poll(self: &Arc<Self>) {
+        while let Ok(Drained::BudgetSpent) = self.drain(THREAD_BATCH, &self.stats.received_by_poll)
+        {
+        }
         self.events_blocked.store(false, Ordering::Release);
         self.tell_transport_to_resume();
     }

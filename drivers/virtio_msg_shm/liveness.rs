@@ -12,7 +12,6 @@ use kernel::{
     prelude::*,
     sync::{Arc, Completion},
     time::{delay::fsleep, Delta},
-    workqueue,
 };
 
 /// Granularity of the wait between PINGs, so that stopping does not wait a whole interval.
@@ -43,7 +42,7 @@ impl Liveness {
         let worker = this.clone();
         // Unbound: it resends kept kicks, which must not wait for a CPU that spins with
         // interrupts disabled.
-        workqueue::system_unbound()
+        crate::work::system_dfl()
             .try_spawn(GFP_KERNEL, move || {
                 worker.run(&instance, interval_ms);
                 worker.stopped.complete_all();
@@ -52,10 +51,9 @@ impl Liveness {
         Ok(Some(this))
     }
 
-    /// Sleeps `ms` in steps; false if asked to stop meanwhile. Each step also retries the
-    /// events that found the to-device ring full, for a device side that consumed them
-    /// without answering anything, and ends the pause early when the device side says it is
-    /// going away.
+    /// Sleeps `ms` in steps; false if asked to stop meanwhile. Each step also polls the link
+    /// (`ShmLink::poll`: the to-driver ring drained, kept events resent) and ends the pause
+    /// early when the device side says it is going away.
     fn pause(&self, instance: &Instance, ms: u32) -> bool {
         let mut waited = 0;
         while waited < ms {
@@ -64,7 +62,7 @@ impl Liveness {
             }
             fsleep(Delta::from_millis(i64::from(STEP_MS)));
             let link = instance.link();
-            link.resume_events_anyway();
+            link.poll();
             if !link.is_detached() && link.device_state() == Ok(region::DEVICE_GOING_AWAY) {
                 break;
             }

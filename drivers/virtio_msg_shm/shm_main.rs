@@ -17,6 +17,8 @@ use kernel::{
 
 #[path = "../../rust/vmsg_bus.rs"]
 pub mod vmsg;
+#[path = "../../rust/work.rs"]
+pub mod work;
 
 mod debugfs;
 mod instance;

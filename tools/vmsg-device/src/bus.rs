@@ -409,13 +409,8 @@ impl Bus {
     }
 
     fn drop_bad(&mut self, why: std::fmt::Arguments<'_>) {
-        if let Some(suppressed) = self.bad_input.check() {
-            if suppressed > 0 {
-                log::warn!("dropped message: {why} ({suppressed} similar message(s) not logged)");
-            } else {
-                log::warn!("dropped message: {why}");
-            }
-        }
+        self.bad_input
+            .log(log::Level::Warn, format_args!("dropped message: {why}"));
     }
 
     fn respond(&self, token: u16, message: Message<'_>, out: &mut Vec<Outgoing>) {

@@ -710,7 +710,8 @@ impl Server {
                 }
                 Ok(Some(Popped::BadSize(size))) => {
                     self.rx_next = self.rx_next.wrapping_add(1);
-                    log::warn!(
+                    crate::limited!(
+                        Warn,
                         "dropped slot with msg_size {size} (allowed 8..={})",
                         ring.slot_size()
                     );

@@ -144,7 +144,8 @@ impl TransportDevice {
         self.device.reset();
     }
 
-    /// The state a restarted process needs to resume this device.
+    /// The state a restarted process needs to resume this device (`removed` is the bus
+    /// instance's to fill in).
     pub fn snapshot(&self, dev_num: u16) -> SavedDevice {
         SavedDevice {
             dev_num,
@@ -164,6 +165,7 @@ impl TransportDevice {
                     device: q.used_ring(),
                 })
                 .collect(),
+            removed: false,
         }
     }
 

@@ -84,6 +84,22 @@ pub fn encode(codec: &Codec, frame: &Frame<'_>) -> Option<Vec<u8>> {
     }
 }
 
+/// Devices whose queues a resumed process leaves alone: see [`Bus::pending_resets`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Every device (a bus RESET is pending, or the pending messages cannot be read).
+    pub all: bool,
+    /// These devices.
+    pub devices: Vec<u16>,
+}
+
+impl Hold {
+    /// Whether device `dev_num` is held.
+    pub fn holds(&self, dev_num: u16) -> bool {
+        self.all || self.devices.contains(&dev_num)
+    }
+}
+
 /// The bus instance and its devices.
 pub struct Bus {
     config: BusConfig,
@@ -176,12 +192,22 @@ impl Bus {
             max_msg_size: n.max_msg_size,
             features: n.features,
         });
-        let devices = self.devices.iter().map(|(n, d)| d.snapshot(*n)).collect();
+        let devices = self
+            .devices
+            .iter()
+            .map(|(n, d)| SavedDevice {
+                removed: self.is_removed(*n),
+                ..d.snapshot(*n)
+            })
+            .collect();
         (terms, devices)
     }
 
     /// Takes over what a previous process saved. A device that cannot be restored (not
-    /// configured any more, or of another class) is logged and left reset.
+    /// configured any more, or of another class) is logged and left reset. A device that
+    /// was announced removed stays removed, with a new grace period, and its queues are
+    /// never touched again ([`TransportDevice::quiesce`]): while no process served it,
+    /// its driver may have finished the removal and freed them.
     pub fn restore(&mut self, terms: Option<SavedTerms>, devices: &[SavedDevice]) {
         self.negotiated = terms.and_then(|t| {
             let ok = self.config.accepted_revisions.contains(&t.revision)
@@ -202,6 +228,15 @@ impl Bus {
                         log::error!("not resuming device {}: {e}", saved.dev_num);
                         dev.reset();
                     }
+                    if saved.removed {
+                        log::info!(
+                            "device {}: removed before the restart; served until the driver resets it, its queues no longer",
+                            saved.dev_num
+                        );
+                        dev.quiesce();
+                        self.removed
+                            .insert(saved.dev_num, Instant::now() + self.config.removal_grace);
+                    }
                 }
                 None => log::error!(
                     "saved device {} ({}) is not configured; the driver will find it broken",
@@ -212,16 +247,43 @@ impl Bus {
         }
     }
 
-    /// After [`Bus::restore`], with guest memory mapped: resumes every device's queues.
-    pub fn resume_queues(&mut self, out: &mut Vec<Outgoing>) {
+    /// After [`Bus::restore`], with guest memory mapped: resumes every device's queues,
+    /// except those of the devices `hold` names, which are quiesced instead (their reset
+    /// waits in the to-device ring: their driver may have given them up).
+    pub fn resume_queues(&mut self, hold: &Hold, out: &mut Vec<Outgoing>) {
         let Some(mem) = self.mem.clone() else {
             log::warn!("guest memory is not mapped: virtqueues are not resumed");
             return;
         };
         let codec = self.codec();
         for (&n, dev) in self.devices.iter_mut() {
+            if hold.holds(n) {
+                log::info!("device {n}: its reset is pending; its queues are not resumed");
+                dev.quiesce();
+                continue;
+            }
             dev.resume(&mem, |m| push_transport(&codec, n, 0, m, out));
         }
+    }
+
+    /// Which devices the messages waiting in the to-device ring reset (`pending` yields
+    /// them in order): SET_DEVICE_STATUS 0 for a device, RESET for all of them.
+    pub fn pending_resets<'a>(&self, pending: impl IntoIterator<Item = &'a [u8]>) -> Hold {
+        let codec = self.codec();
+        let mut hold = Hold::default();
+        for bytes in pending {
+            match codec.decode(bytes).map(|f| (f.dev_num, f.message)) {
+                Ok((_, Message::Shm(ShmBusMessage::ResetRequest))) => hold.all = true,
+                Ok((
+                    n,
+                    Message::Transport(TransportMessage::SetDeviceStatusRequest { status: 0 }),
+                )) => {
+                    hold.devices.push(n);
+                }
+                _ => {}
+            }
+        }
+        hold
     }
 
     fn event(&self, message: Message<'_>, out: &mut Vec<Outgoing>) {
@@ -409,13 +471,8 @@ impl Bus {
     }
 
     fn drop_bad(&mut self, why: std::fmt::Arguments<'_>) {
-        if let Some(suppressed) = self.bad_input.check() {
-            if suppressed > 0 {
-                log::warn!("dropped message: {why} ({suppressed} similar message(s) not logged)");
-            } else {
-                log::warn!("dropped message: {why}");
-            }
-        }
+        self.bad_input
+            .log(log::Level::Warn, format_args!("dropped message: {why}"));
     }
 
     fn respond(&self, token: u16, message: Message<'_>, out: &mut Vec<Outgoing>) {
@@ -944,6 +1001,39 @@ mod tests {
         assert!(b.forget_expired(deadline));
         assert!(b.device(1).is_none());
         assert_eq!(b.next_removal_deadline(), None);
+    }
+
+    #[test]
+    fn pending_resets_are_found_among_waiting_messages() {
+        let b = bus(3);
+        let status = |dev, status| {
+            request(
+                1,
+                dev,
+                Message::Transport(TransportMessage::SetDeviceStatusRequest { status }),
+            )
+        };
+        let kick = request(
+            0,
+            0,
+            Message::Transport(TransportMessage::EventAvail {
+                vq_index: 0,
+                next_offset: 0,
+            }),
+        );
+        let waiting = [kick.clone(), status(1, 0), status(2, 7), vec![0xff; 8]];
+        let hold = b.pending_resets(waiting.iter().map(Vec::as_slice));
+        assert_eq!(
+            hold,
+            Hold {
+                all: false,
+                devices: vec![1]
+            }
+        );
+        assert!(hold.holds(1) && !hold.holds(0) && !hold.holds(2));
+        let reset = request(2, 0, Message::Shm(ShmBusMessage::ResetRequest));
+        let hold = b.pending_resets([kick.as_slice(), reset.as_slice()]);
+        assert!(hold.all && hold.holds(0) && hold.holds(2));
     }
 
     #[test]

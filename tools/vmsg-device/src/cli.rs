@@ -112,7 +112,8 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub connect: Option<PathBuf>,
     /// File where the negotiated state is kept, so that a restarted process resumes
-    /// (split mode).
+    /// (split mode) after this one was killed or died; SIGTERM removes it (the device
+    /// side goes away: a successor starts fresh).
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
     /// Size of the shared-memory region (bytes, or with K, M, G suffix) [default: 1M].

@@ -1,8 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A log rate limiter, so that a peer sending garbage cannot flood the log.
+//! A log rate limiter, so that a peer sending garbage, or guest memory that makes no
+//! sense, cannot flood the log: [`RateLimiter::log`], and [`limited!`](crate::limited) for
+//! a limiter per call site.
 
+use std::fmt;
 use std::time::{Duration, Instant};
+
+pub use log::Level;
+
+/// Logs like `log::warn!` and its siblings (`limited!(Warn, "...", ...)`), at most 10
+/// lines per 5 s from this call site, each saying how many were left out before it: for
+/// what the driver side (its messages, its memory) can cause at any rate.
+#[macro_export]
+macro_rules! limited {
+    ($level:ident, $($arg:tt)+) => {{
+        static LIMIT: std::sync::Mutex<$crate::ratelimit::RateLimiter> =
+            std::sync::Mutex::new($crate::ratelimit::RateLimiter::new(
+                std::time::Duration::from_secs(5),
+                10,
+            ));
+        LIMIT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .log($crate::ratelimit::Level::$level, format_args!($($arg)+));
+    }};
+}
 
 /// Allows `burst` events per `period`, then counts the suppressed ones.
 pub struct RateLimiter {
@@ -47,6 +70,16 @@ impl RateLimiter {
     /// [`RateLimiter::check_at`] now.
     pub fn check(&mut self) -> Option<u32> {
         self.check_at(Instant::now())
+    }
+
+    /// Logs `args` at `level` if [`RateLimiter::check`] allows it, with the number of
+    /// lines left out since the last one.
+    pub fn log(&mut self, level: Level, args: fmt::Arguments<'_>) {
+        match self.check() {
+            Some(0) => log::log!(level, "{args}"),
+            Some(n) => log::log!(level, "{args} ({n} similar message(s) not logged)"),
+            None => {}
+        }
     }
 }
 

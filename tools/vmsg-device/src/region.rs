@@ -67,6 +67,9 @@ pub mod hdr {
     pub const WINDOW_OFFSET: usize = 0x28;
     /// u64 window_size (0: no window).
     pub const WINDOW_SIZE: usize = 0x30;
+    /// u32 attach_epoch: the device side's count of the attachments it took note of (the
+    /// driver side ignores it).
+    pub const ATTACH_EPOCH: usize = 0x38;
 }
 
 /// Ring field offsets, relative to the ring's start.
@@ -392,12 +395,15 @@ impl Region {
 
     /// Writes the whole region: zeroes, the header, empty rings, and last `device_state`
     /// = ready (release), as the contract requires before a client is accepted.
+    /// The attach epoch survives, so that a state saved for an earlier driver side never
+    /// matches a later one's attachment.
     pub fn initialise(&self, device_peer_id: u32) {
         self.store(
             hdr::DEVICE_STATE,
             DeviceState::NotReady as u32,
             Ordering::SeqCst,
         );
+        let epoch = self.attach_epoch();
         let zeros = vec![0u8; self.geometry.region_size];
         if let Err(e) = self.slice().write_slice(&zeros, 0) {
             log::error!("zeroing the region: {e}");
@@ -418,6 +424,7 @@ impl Region {
             Ordering::Relaxed,
         );
         self.store_u64(hdr::WINDOW_SIZE, g.window_size as u64, Ordering::Relaxed);
+        self.store(hdr::ATTACH_EPOCH, epoch, Ordering::Relaxed);
         self.reset_rings();
         self.set_device_state(DeviceState::Ready);
     }
@@ -470,6 +477,18 @@ impl Region {
     /// Loads `device_state`.
     pub fn device_state(&self) -> u32 {
         self.load(hdr::DEVICE_STATE, Ordering::Acquire)
+    }
+
+    /// Loads `attach_epoch`.
+    pub fn attach_epoch(&self) -> u32 {
+        self.load(hdr::ATTACH_EPOCH, Ordering::Acquire)
+    }
+
+    /// A driver side attached: counts it in `attach_epoch` and returns the new value.
+    pub fn next_attach_epoch(&self) -> u32 {
+        let epoch = self.attach_epoch().wrapping_add(1);
+        self.store(hdr::ATTACH_EPOCH, epoch, Ordering::Release);
+        epoch
     }
 
     /// Loads `driver_state` (acquire).
@@ -806,6 +825,17 @@ mod tests {
         let mut b = [0u8; 4];
         r.slice().read_slice(&mut b, off).unwrap();
         u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn the_attach_epoch_counts_attachments_and_survives_initialising() {
+        let r = region(64, 4);
+        assert_eq!(r.attach_epoch(), 0);
+        assert_eq!(r.next_attach_epoch(), 1);
+        assert_eq!(r.next_attach_epoch(), 2);
+        r.initialise(7);
+        assert_eq!(raw_u32(&r, hdr::ATTACH_EPOCH), 2);
+        assert!(r.has_header(7));
     }
 
     #[test]

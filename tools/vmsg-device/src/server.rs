@@ -7,7 +7,8 @@
 //! does everything), or as a peer of a long-lived `vmsg-device ivshmem-server` (split
 //! mode), which lets this process be killed and restarted: it then resumes from the
 //! region (ring indices), guest memory (virtqueue indices) and its state file (everything
-//! else), see `Documentation/shm-bus.rst`, "Restarting the device side".
+//! else) if the driver side's attachment is still the one the state describes, and
+//! starts fresh otherwise, see `Documentation/shm-bus.rst`, "Restarting the device side".
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -23,7 +24,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use virtio_msg_codec::transport::id::EVENT_AVAIL;
 use virtio_msg_codec::{Header, TRANSPORT_F_STRICT_CONFIG_GENERATION};
 
-use crate::bus::{Bus, BusConfig, Outgoing};
+use crate::bus::{Bus, BusConfig, Hold, Outgoing};
 use crate::cli::{size_allows_negotiation, Config};
 use crate::control::{Command, Control};
 use crate::devices::{DeviceSpec, GuestMemory};
@@ -136,6 +137,9 @@ pub struct Server {
     state_error_logged: bool,
     /// The ivshmem server of split mode closed the connection (no more peer news).
     server_gone: bool,
+    /// Split mode: the driver side is attached to an instance this process could not
+    /// resume; asked to go (device_state 2), it is not served until it detaches.
+    stale_attachment: bool,
     /// Fault `stall`: the to-device ring is not read until then.
     stalled_until: Option<Instant>,
 }
@@ -160,6 +164,61 @@ pub(crate) fn signal_pipe() -> Result<UnixStream, String> {
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
     Ok(signals)
+}
+
+/// What a device logic that finds its own layout in the region does with the instance a
+/// previous process served (`Documentation/shm-bus.rst`, "Restarting the device side").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takeover {
+    /// The driver side is still attached as it was when the state was saved: resume it.
+    Resume,
+    /// The driver side is detached. `acknowledge`: it detached from a process that did
+    /// not answer (or went away): empty the rings and answer now.
+    Detached {
+        /// Whether the detach is answered now.
+        acknowledge: bool,
+    },
+    /// The driver side attached after the state was saved, and no process took note of
+    /// it yet: nothing was negotiated on it, serve it afresh.
+    Unseen,
+    /// The driver side is attached to an instance this process does not have: ask it to
+    /// go (device_state 2) and serve nothing until it has detached.
+    Stale,
+}
+
+/// Decides the [`Takeover`] from the region's `driver_state`, `device_state` and
+/// `attach_epoch` and the saved state (if there is one for this region).
+///
+/// Resuming is only right while the attachment the state describes is still in place:
+/// the driver side attached (driver_state 1, device_state 1), the state saved while
+/// attached, and no attachment since, which the attach epoch tells. Every process counts
+/// each attachment it takes note of in the region (before it answers anything on it, and
+/// before it persists), the region keeps the count across a re-layout for another driver
+/// side, and a state records it: another epoch in the region means another attachment
+/// (seen by a process without this state file, or one killed before it persisted).
+/// Ring indices cannot tell: after a detach they start from 0 again, where a state saved
+/// early in the previous attachment also had them.
+fn takeover(driver: u32, device: u32, epoch: u32, saved: Option<&SavedState>) -> Takeover {
+    let ready = DeviceState::Ready as u32;
+    let attached_then = saved.is_some_and(|s| s.driver_attached);
+    match driver {
+        driver_state::DETACHED => Takeover::Detached {
+            // A region laid out for a driver side that has not attached yet has nothing to
+            // answer; a driver side that detached from a live or killed process waits for
+            // device_state to leave 1, one that went away for it to be 1 again.
+            acknowledge: device != ready || attached_then,
+        },
+        driver_state::ATTACHED if device == DeviceState::NotReady as u32 => {
+            // An attach after an answered detach: the rings are empty, nothing negotiated.
+            Takeover::Unseen
+        }
+        driver_state::ATTACHED if device == ready => match saved {
+            Some(s) if s.attach_epoch == epoch && s.driver_attached => Takeover::Resume,
+            Some(s) if s.attach_epoch == epoch => Takeover::Unseen,
+            _ => Takeover::Stale,
+        },
+        _ => Takeover::Stale,
+    }
 }
 
 impl Server {
@@ -303,10 +362,11 @@ impl Server {
             region_inode,
             state_error_logged: false,
             server_gone: false,
+            stale_attachment: false,
             stalled_until: None,
         };
         if resumed {
-            server.resume();
+            server.take_over();
         } else {
             server.persist();
         }
@@ -348,48 +408,152 @@ impl Server {
         Ok((Link::Peer(peer), region, resumed))
     }
 
-    /// Takes over from a previous process: the saved state, the driver side's
-    /// attachment, the rings where they are, and every virtqueue.
-    fn resume(&mut self) {
-        let ring = self.region.to_device();
-        self.rx_next = ring.consumer();
-        self.rx_released = self.rx_next;
-        let saved = match self.state.as_mut().map(StateFile::load) {
+    /// Reads the state file, if it is one for this region.
+    fn load_state(&mut self) -> Result<SavedState, String> {
+        match self.state.as_mut().map(StateFile::load) {
             None => Err("no --state file".to_string()),
-            Some(Ok(None)) => Err("the state file does not exist".to_string()),
+            Some(Ok(None)) => Err(
+                "no state file (the previous process shut down cleanly, or kept none)".to_string(),
+            ),
             Some(Ok(Some(s))) if s.region_inode != self.region_inode => {
                 Err("the state file belongs to another region".to_string())
             }
             Some(Ok(Some(s))) => Ok(s),
             Some(Err(e)) => Err(e),
-        };
-        let saved = match saved {
-            Ok(s) => s,
-            Err(e) => {
-                // Without the negotiated state every transport request would be dropped;
-                // the driver side times them out and marks its devices broken.
-                log::error!("resuming a region in use without saved state: {e}");
+        }
+    }
+
+    /// Takes over a region a previous process served: resumes its instance if the driver
+    /// side is still attached as it was when the state was saved, and otherwise starts
+    /// afresh without pulling the rings from under the driver side (see [`takeover`]).
+    fn take_over(&mut self) {
+        if self.client.is_none() {
+            // No driver side has the region. The ivshmem server hands it to the next one
+            // only at device_state 1: lay it out again unless it is so (then a driver side
+            // may be connecting just now).
+            if self.region.device_state() != DeviceState::Ready as u32 {
+                log::info!("no driver side connected: laying the region out again");
+                self.region.initialise(u32::from(self.link.own_id()));
+            }
+            self.persist();
+            return;
+        }
+        let ring = self.region.to_device();
+        self.rx_next = ring.consumer();
+        self.rx_released = self.rx_next;
+        let loaded = self.load_state();
+        let (driver, device, epoch) = (
+            self.region.driver_state(),
+            self.region.device_state(),
+            self.region.attach_epoch(),
+        );
+        let decision = takeover(driver, device, epoch, loaded.as_ref().ok());
+        log::info!(
+            "taking over the region: driver_state {driver}, device_state {device}, attach epoch {epoch}; saved state: {}",
+            match &loaded {
+                Ok(s) => format!(
+                    "driver side {}, attach epoch {}",
+                    if s.driver_attached { "attached" } else { "detached" },
+                    s.attach_epoch
+                ),
+                Err(e) => e.clone(),
+            }
+        );
+        let loaded = match (decision, loaded) {
+            (Takeover::Resume, Ok(saved)) => {
+                self.resume(saved);
                 return;
             }
+            (_, loaded) => loaded,
         };
+        let why = match (&loaded, decision) {
+            (Err(e), _) => e.clone(),
+            (Ok(_), Takeover::Detached { .. }) => "the driver side is detached".into(),
+            (Ok(_), Takeover::Resume | Takeover::Unseen) => {
+                "the driver side attached after the state was saved".into()
+            }
+            (Ok(_), Takeover::Stale) if device == DeviceState::GoingAway as u32 => {
+                "the previous process went away".into()
+            }
+            (Ok(s), Takeover::Stale) if s.attach_epoch != epoch => format!(
+                "the state is of an earlier attachment (attach epoch {}, the region's is {epoch})",
+                s.attach_epoch
+            ),
+            (Ok(_), Takeover::Stale) => "the region's states do not match the saved one".into(),
+        };
+        match decision {
+            Takeover::Detached { acknowledge } => {
+                log::warn!("not resuming: {why}; starting fresh");
+                self.driver_attached = false;
+                if acknowledge {
+                    self.acknowledge_detach();
+                }
+            }
+            // (Resume comes with a saved state, handled above.)
+            Takeover::Resume | Takeover::Unseen => {
+                log::warn!("not resuming: {why}; starting fresh, nothing was negotiated yet");
+                self.driver_attached = false;
+            }
+            Takeover::Stale => {
+                // Attached to an instance nobody has now: its requests would be dropped, its
+                // PINGs answered, and it would never recover. Going away makes it remove
+                // its devices and detach; then this process starts afresh.
+                log::warn!(
+                    "not resuming: {why}; starting fresh once the driver side has detached (device_state 2 until then)"
+                );
+                self.region.set_device_state(DeviceState::GoingAway);
+                self.driver_attached = true;
+                self.stale_attachment = true;
+                self.ring_driver();
+            }
+        }
+        self.link.drain_own();
+        self.persist();
+    }
+
+    /// Resumes the instance the saved state describes: negotiated terms and devices, and
+    /// the virtqueues (but not those of devices whose reset is waiting in the to-device
+    /// ring: their driver may have freed them after giving up on the reset).
+    fn resume(&mut self, saved: SavedState) {
         self.bus.restore(saved.terms, &saved.devices);
         self.driver_attached = saved.driver_attached;
         self.map_guest_memory();
+        let hold = self.pending_resets();
         let mut out = Vec::new();
-        self.bus.resume_queues(&mut out);
+        self.bus.resume_queues(&hold, &mut out);
         log::info!(
             "resumed: driver side {} ({}), {} device(s) restored, to-device ring at {}, {} message(s) waiting, {} queue notification(s)",
             if self.driver_attached { "attached" } else { "detached" },
             self.client.map_or("not connected".to_string(), |c| format!("peer {c}")),
             saved.devices.len(),
             self.rx_next,
-            ring.pending_from(self.rx_next).unwrap_or(0),
+            self.region.to_device().pending_from(self.rx_next).unwrap_or(0),
             out.len()
         );
         self.enqueue_all(out);
         // Doorbells rung while no process listened are in the eventfds' counters.
         self.link.drain_own();
         self.persist();
+    }
+
+    /// The resets waiting in the to-device ring (every device if it cannot be read).
+    fn pending_resets(&self) -> Hold {
+        let ring = self.region.to_device();
+        let Ok(n) = ring.pending_from(self.rx_next) else {
+            return Hold {
+                all: true,
+                devices: Vec::new(),
+            };
+        };
+        let mut messages = Vec::new();
+        for i in 0..n {
+            let mut buf = Vec::new();
+            if let Ok(Some(Popped::Message)) = ring.peek_at(self.rx_next.wrapping_add(i), &mut buf)
+            {
+                messages.push(buf);
+            }
+        }
+        self.bus.pending_resets(messages.iter().map(Vec::as_slice))
     }
 
     /// Writes the state file if the state changed.
@@ -402,6 +566,7 @@ impl Server {
             version: STATE_VERSION,
             region_inode: self.region_inode,
             driver_attached: self.driver_attached,
+            attach_epoch: self.region.attach_epoch(),
             terms,
             devices,
         };
@@ -636,6 +801,7 @@ impl Server {
         self.delayed.clear();
         self.to_device_corrupt = false;
         self.to_driver_corrupt = false;
+        self.stale_attachment = false;
     }
 
     fn ring_driver(&self) {
@@ -649,26 +815,42 @@ impl Server {
         match (self.driver_attached, state) {
             (false, driver_state::ATTACHED) => {
                 self.driver_attached = true;
+                // A new attachment: a state saved before it is not this one's.
+                let epoch = self.region.next_attach_epoch();
+                log::info!("driver side attached (attach epoch {epoch})");
+                self.persist();
                 if self.region.device_state() == DeviceState::NotReady as u32 {
                     self.region.set_device_state(DeviceState::Ready);
                     self.ring_driver();
                 }
-                log::info!("driver side attached");
-                self.persist();
             }
             (true, driver_state::DETACHED) => {
                 self.driver_attached = false;
                 log::info!("driver side detached: resetting the instance and both rings");
-                self.region.set_device_state(DeviceState::NotReady);
                 self.reset_instance();
-                self.region.reset_rings();
-                self.rx_next = 0;
-                self.rx_released = 0;
-                self.ring_driver();
+                self.acknowledge_detach();
                 self.persist();
             }
             _ => {}
         }
+    }
+
+    /// Answers a detach: empties both rings, then stores device_state 0, or 1 if the
+    /// driver side detached from a device side going away (device_state 2): such a driver
+    /// side waits for device_state 1 before it attaches again.
+    fn acknowledge_detach(&mut self) {
+        let away = self.region.device_state() == DeviceState::GoingAway as u32;
+        // Rings first: a driver side that sees device_state leave 1 may attach at once and
+        // take the indices as it finds them.
+        self.region.reset_rings();
+        self.rx_next = 0;
+        self.rx_released = 0;
+        self.region.set_device_state(if away {
+            DeviceState::Ready
+        } else {
+            DeviceState::NotReady
+        });
+        self.ring_driver();
     }
 
     /// Whether the `stall` fault holds the to-device ring; ends the stall once it is over.
@@ -686,7 +868,7 @@ impl Server {
 
     /// Drains the driver-to-device ring, then asks for a doorbell and rechecks.
     fn consume(&mut self) {
-        if self.to_device_corrupt || self.stalled() {
+        if self.to_device_corrupt || self.stale_attachment || self.stalled() {
             return;
         }
         let ring = self.region.to_device();
@@ -710,7 +892,8 @@ impl Server {
                 }
                 Ok(Some(Popped::BadSize(size))) => {
                     self.rx_next = self.rx_next.wrapping_add(1);
-                    log::warn!(
+                    crate::limited!(
+                        Warn,
                         "dropped slot with msg_size {size} (allowed 8..={})",
                         ring.slot_size()
                     );
@@ -902,6 +1085,18 @@ impl Server {
     /// for the driver side to read the announcements.
     fn shutdown(&mut self) {
         log::info!("shutting down");
+        // Going away ends the instance: a successor must not resume it (the driver side
+        // removes its devices, frees their queues and detaches). First, so that a process
+        // killed while it shuts down leaves nothing to resume either.
+        if let Some(mut file) = self.state.take() {
+            match file.invalidate() {
+                Ok(()) => log::info!(
+                    "state file {} removed: a successor starts fresh",
+                    file.path().display()
+                ),
+                Err(e) => log::error!("{e}; a successor may try to resume a gone instance"),
+            }
+        }
         for (seed, seen, mutated) in self.faults.fuzz_counts() {
             log::warn!("fuzz seed {seed}: {mutated} of {seen} messages mutated");
         }
@@ -921,5 +1116,54 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOT_READY: u32 = DeviceState::NotReady as u32;
+    const READY: u32 = DeviceState::Ready as u32;
+    const AWAY: u32 = DeviceState::GoingAway as u32;
+
+    fn saved(driver_attached: bool, attach_epoch: u32) -> SavedState {
+        SavedState {
+            version: STATE_VERSION,
+            driver_attached,
+            attach_epoch,
+            ..SavedState::default()
+        }
+    }
+
+    #[test]
+    fn only_the_attachment_the_state_describes_is_resumed() {
+        let attached = saved(true, 4);
+        assert_eq!(takeover(1, READY, 4, Some(&attached)), Takeover::Resume);
+        // Attached anew since (another process took note of it), or the state lost.
+        assert_eq!(takeover(1, READY, 5, Some(&attached)), Takeover::Stale);
+        assert_eq!(takeover(1, READY, 4, None), Takeover::Stale);
+        // The previous process went away, or driver_state makes no sense.
+        assert_eq!(takeover(1, AWAY, 4, Some(&attached)), Takeover::Stale);
+        assert_eq!(takeover(7, READY, 4, Some(&attached)), Takeover::Stale);
+        // An attach nobody took note of yet, or one waiting for its answer.
+        assert_eq!(
+            takeover(1, READY, 4, Some(&saved(false, 4))),
+            Takeover::Unseen
+        );
+        assert_eq!(takeover(1, NOT_READY, 4, Some(&attached)), Takeover::Unseen);
+    }
+
+    #[test]
+    fn a_detached_driver_side_is_answered_unless_it_never_attached() {
+        let ack = Takeover::Detached { acknowledge: true };
+        let quiet = Takeover::Detached { acknowledge: false };
+        for state in [None, Some(saved(true, 1)), Some(saved(false, 1))] {
+            assert_eq!(takeover(0, AWAY, 1, state.as_ref()), ack, "{state:?}");
+            assert_eq!(takeover(0, NOT_READY, 1, state.as_ref()), ack, "{state:?}");
+        }
+        assert_eq!(takeover(0, READY, 1, Some(&saved(true, 1))), ack);
+        assert_eq!(takeover(0, READY, 1, Some(&saved(false, 1))), quiet);
+        assert_eq!(takeover(0, READY, 1, None), quiet);
     }
 }

@@ -2,10 +2,14 @@
 
 //! What the device logic persists so that a restarted process resumes a bus instance the
 //! driver side is still using (`Documentation/shm-bus.rst`, "Restarting the device side"):
-//! the negotiated terms, each device's status, features, config generation and queue
-//! setup, and whether the driver side was attached. Ring indices need no copy: they live
-//! in the shared region, which outlives the process; virtqueue indices are re-read from
-//! guest memory.
+//! the negotiated terms, each device's status, features, config generation, queue setup
+//! and whether it was announced removed, whether the driver side was attached, and the
+//! region's attach epoch then (a state is only good for that attachment). Ring indices
+//! need no copy: they live in the shared region, which outlives the process; virtqueue
+//! indices are re-read from guest memory.
+//!
+//! A clean shutdown (SIGTERM, SIGINT) removes the file: the device side went away, and
+//! what it served is no longer the driver side's.
 //!
 //! The file is TOML, replaced atomically (written beside it, then renamed) on every
 //! change, so a process killed at any point leaves the old or the new state, never half
@@ -16,8 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Layout version of the file; a file of another version is not used.
-pub const STATE_VERSION: u32 = 1;
+/// Layout version of the file; a file of another version is not used. Version 1 had no
+/// attach epoch, so no state of it can be matched with an attachment.
+pub const STATE_VERSION: u32 = 2;
 
 mod hex {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -81,6 +86,9 @@ pub struct SavedDevice {
     pub generation: u32,
     /// Queue setup, by index.
     pub queues: Vec<SavedQueue>,
+    /// Announced removed (EVENT_DEVICE removed) and served until its driver resets it.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 /// Everything persisted.
@@ -93,6 +101,10 @@ pub struct SavedState {
     pub region_inode: u64,
     /// Whether the driver side was attached (driver_state 1 seen).
     pub driver_attached: bool,
+    /// The region's `attach_epoch` when this was saved: a driver side attached since (the
+    /// epoch moved on) is another attachment, which this state does not describe.
+    #[serde(default)]
+    pub attach_epoch: u32,
     /// Terms in force, if VERSION was accepted.
     pub terms: Option<SavedTerms>,
     /// Devices, by number.
@@ -144,6 +156,19 @@ impl StateFile {
         Ok(Some(state))
     }
 
+    /// Removes the file (nothing left to resume) and forgets what was written.
+    pub fn invalidate(&mut self) -> Result<(), String> {
+        self.last = None;
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!(
+                "removing the state file {}: {e}",
+                self.path.display()
+            )),
+        }
+    }
+
     /// Writes `state` if it differs from what was last written or read.
     pub fn save(&mut self, state: &SavedState) -> Result<(), String> {
         if self.last.as_ref() == Some(state) {
@@ -167,6 +192,7 @@ mod tests {
             version: STATE_VERSION,
             region_inode: 77,
             driver_attached: true,
+            attach_epoch: 3,
             terms: Some(SavedTerms {
                 revision: 1,
                 max_msg_size: 264,
@@ -186,6 +212,7 @@ mod tests {
                     driver: 0x1000,
                     device: 0x2000,
                 }],
+                removed: true,
             }],
         }
     }
@@ -215,6 +242,20 @@ mod tests {
         changed.driver_attached = false;
         f.save(&changed).unwrap();
         assert!(path.exists());
+    }
+
+    #[test]
+    fn invalidating_removes_the_file_and_the_next_save_writes_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let mut f = StateFile::new(&path);
+        f.save(&sample()).unwrap();
+        f.invalidate().unwrap();
+        assert!(!path.exists());
+        assert_eq!(StateFile::new(&path).load().unwrap(), None);
+        f.invalidate().unwrap();
+        f.save(&sample()).unwrap();
+        assert!(path.exists(), "not taken as unchanged");
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct TransportDevice {
     queues: Vec<Queue>,
     /// Window mode: VIRTIO_F_ACCESS_PLATFORM is offered and must be accepted.
     access_platform: bool,
+    /// The queues are not touched until the next reset: after a restart, the driver may
+    /// have given them up (see [`TransportDevice::quiesce`]).
+    quiesced: bool,
 }
 
 fn new_queues(count: usize) -> Result<Vec<Queue>, DeviceError> {
@@ -80,6 +83,7 @@ impl TransportDevice {
             generation: 0,
             queues,
             access_platform: false,
+            quiesced: false,
         })
     }
 
@@ -130,6 +134,7 @@ impl TransportDevice {
 
     /// Device reset: status 0, features forgotten, every queue reset.
     pub fn reset(&mut self) {
+        self.quiesced = false;
         self.status = 0;
         self.driver_features.clear();
         self.negotiated = 0;
@@ -139,7 +144,8 @@ impl TransportDevice {
         self.device.reset();
     }
 
-    /// The state a restarted process needs to resume this device.
+    /// The state a restarted process needs to resume this device (`removed` is the bus
+    /// instance's to fill in).
     pub fn snapshot(&self, dev_num: u16) -> SavedDevice {
         SavedDevice {
             dev_num,
@@ -159,6 +165,7 @@ impl TransportDevice {
                     device: q.used_ring(),
                 })
                 .collect(),
+            removed: false,
         }
     }
 
@@ -206,16 +213,18 @@ impl TransportDevice {
     /// enabled queue once in case the previous process died between completing a buffer
     /// and notifying the driver.
     pub fn resume<F: FnMut(TransportMessage<'_>)>(&mut self, mem: &GuestMemory, mut emit: F) {
-        if self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0
-            || self.status & VIRTIO_CONFIG_S_NEEDS_RESET != 0
-        {
+        if !self.serving() {
             return;
         }
-        let name = self.device.name();
         let mut ready = Vec::new();
+        let mut broken = None;
         for (i, q) in self.queues.iter_mut().enumerate() {
             if !q.ready() {
                 continue;
+            }
+            if !q.is_valid(mem) {
+                broken = Some(format!("queue {i} is not in guest memory"));
+                break;
             }
             match q.used_idx(mem, std::sync::atomic::Ordering::Acquire) {
                 Ok(used) => {
@@ -223,18 +232,41 @@ impl TransportDevice {
                     q.set_next_used(used.0);
                     ready.push(i);
                 }
-                Err(e) => log::warn!("{name}: queue {i}: used index: {e}"),
+                Err(e) => {
+                    broken = Some(format!("queue {i}: used index: {e}"));
+                    break;
+                }
             }
+        }
+        if let Some(why) = broken {
+            self.fail(why, &mut emit);
+            return;
         }
         for &i in &ready {
             if let Err(e) = self.device.process_queue(i, &mut self.queues, mem) {
-                self.fail(&e, &mut emit);
+                self.fail(format!("queue {i}: {e}"), &mut emit);
                 return;
             }
         }
         for i in ready {
             emit(TransportMessage::EventUsed { vq_index: i as u32 });
         }
+    }
+
+    /// From now until the next reset, the queues are not touched: no buffer is taken,
+    /// completed or notified, neither for EVENT_AVAIL nor for host input. After a restart,
+    /// for a device whose driver may have freed them meanwhile (it was announced removed,
+    /// or its reset was waiting in the ring, so that its driver may have given up on it).
+    /// Everything else (status, config, the reset) is answered as before.
+    pub fn quiesce(&mut self) {
+        self.quiesced = true;
+    }
+
+    /// Whether the queues are served: DRIVER_OK, no DEVICE_NEEDS_RESET, not quiesced.
+    fn serving(&self) -> bool {
+        self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
+            && self.status & VIRTIO_CONFIG_S_NEEDS_RESET == 0
+            && !self.quiesced
     }
 
     fn driver_features_u64(&self) -> u64 {
@@ -273,7 +305,8 @@ impl TransportDevice {
         let old = self.status;
         let mut status = new;
         if old & !new & !VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
-            log::warn!(
+            crate::limited!(
+                Warn,
                 "{}: driver cleared status bits {:#x}",
                 self.device.name(),
                 old & !new
@@ -290,17 +323,21 @@ impl TransportDevice {
                     );
                 }
                 Err(why) => {
-                    log::warn!("{}: FEATURES_OK refused: {why}", self.device.name());
+                    crate::limited!(Warn, "{}: FEATURES_OK refused: {why}", self.device.name());
                     status &= !VIRTIO_CONFIG_S_FEATURES_OK;
                 }
             }
         }
         if status & VIRTIO_CONFIG_S_DRIVER_OK != 0 && old & VIRTIO_CONFIG_S_DRIVER_OK == 0 {
             if status & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
-                log::warn!("{}: DRIVER_OK without FEATURES_OK", self.device.name());
+                crate::limited!(
+                    Warn,
+                    "{}: DRIVER_OK without FEATURES_OK",
+                    self.device.name()
+                );
             }
             if let Err(e) = self.device.start(self.negotiated, &self.queues, mem) {
-                log::error!("{}: {e}; device needs reset", self.device.name());
+                crate::limited!(Error, "{}: {e}; device needs reset", self.device.name());
                 status |= VIRTIO_CONFIG_S_NEEDS_RESET;
             }
         }
@@ -311,7 +348,8 @@ impl TransportDevice {
 
     fn set_driver_features(&mut self, block_index: u32, blocks: &[U32]) {
         if self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
-            log::warn!(
+            crate::limited!(
+                Warn,
                 "{}: SET_DRIVER_FEATURES after FEATURES_OK ignored",
                 self.device.name()
             );
@@ -322,7 +360,7 @@ impl TransportDevice {
             .and_then(|start| start.checked_add(blocks.len()))
             .filter(|end| *end <= 64)
         else {
-            log::warn!("{}: feature blocks out of range", self.device.name());
+            crate::limited!(Warn, "{}: feature blocks out of range", self.device.name());
             return;
         };
         if self.driver_features.len() < end {
@@ -375,7 +413,7 @@ impl TransportDevice {
         let name = self.device.name();
         let event_idx = self.negotiated & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
         let Some(q) = self.queues.get_mut(s.index as usize) else {
-            log::warn!("{name}: SET_VQUEUE for missing queue {}", s.index);
+            crate::limited!(Warn, "{name}: SET_VQUEUE for missing queue {}", s.index);
             return;
         };
         if s.flags & VQUEUE_SET_IGNORE_SIZE == 0 {
@@ -383,7 +421,7 @@ impl TransportDevice {
                 .map_err(|_| virtio_queue::Error::InvalidSize)
                 .and_then(|size| q.try_set_size(size));
             if let Err(e) = result {
-                log::warn!("{name}: queue {} size {}: {e}", s.index, s.size);
+                crate::limited!(Warn, "{name}: queue {} size {}: {e}", s.index, s.size);
             }
         }
         let results = [
@@ -401,7 +439,7 @@ impl TransportDevice {
                 _ => q.try_set_used_ring_address(GuestAddress(addr)),
             };
             if let Err(e) = r {
-                log::warn!("{name}: queue {} {what} {addr:#x}: {e}", s.index);
+                crate::limited!(Warn, "{name}: queue {} {what} {addr:#x}: {e}", s.index);
             }
         }
         match s.flags & VQUEUE_SET_ENABLE_MASK {
@@ -411,7 +449,8 @@ impl TransportDevice {
                 q.set_ready(true);
                 if let Some(mem) = mem {
                     if !q.is_valid(mem) {
-                        log::warn!(
+                        crate::limited!(
+                            Warn,
                             "{name}: queue {} is not in guest memory; not enabled",
                             s.index
                         );
@@ -420,12 +459,21 @@ impl TransportDevice {
                 }
             }
             VQUEUE_SET_KEEP => {}
-            other => log::warn!("{name}: SET_VQUEUE enable action {other} is reserved"),
+            other => crate::limited!(Warn, "{name}: SET_VQUEUE enable action {other} is reserved"),
         }
     }
 
-    fn fail<F: FnMut(TransportMessage<'_>)>(&mut self, why: &DeviceError, emit: &mut F) {
-        log::error!("{}: {why}; device needs reset", self.device.name());
+    /// The device cannot go on (a queue it cannot use, guest memory missing): sets
+    /// DEVICE_NEEDS_RESET and announces it (EVENT_CONFIG), once: from then on no queue is
+    /// touched until the driver resets the device, so the log says it once too.
+    fn fail<F: FnMut(TransportMessage<'_>)>(&mut self, why: impl std::fmt::Display, emit: &mut F) {
+        if self.status & VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
+            return;
+        }
+        log::error!(
+            "{}: {why}; device needs reset, its queues stop until the driver resets it",
+            self.device.name()
+        );
         self.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
         emit(TransportMessage::EventConfig {
             device_status: self.status,
@@ -459,7 +507,10 @@ impl TransportDevice {
                     vq_index: index as u32,
                 }),
                 Ok(false) => {}
-                Err(e) => log::warn!("{}: queue {index}: {e}", self.device.name()),
+                Err(e) => {
+                    self.fail(format!("queue {index}: {e}"), emit);
+                    return;
+                }
             }
         }
     }
@@ -467,45 +518,55 @@ impl TransportDevice {
     fn process(&mut self, index: u32, ctx: &Ctx<'_>, emit: &mut impl FnMut(TransportMessage<'_>)) {
         let name = self.device.name();
         if self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0 {
-            log::warn!("{name}: EVENT_AVAIL for queue {index} before DRIVER_OK ignored");
+            crate::limited!(
+                Warn,
+                "{name}: EVENT_AVAIL for queue {index} before DRIVER_OK ignored"
+            );
             return;
         }
-        if self.status & VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
+        if !self.serving() {
             return;
         }
         let Some(mem) = ctx.mem else {
-            let e = DeviceError::Io("guest memory is not mapped (--guest-memory)".into());
-            self.fail(&e, emit);
+            self.fail("guest memory is not mapped (--guest-memory)", emit);
             return;
         };
         let i = index as usize;
         match self.queues.get(i) {
             None => {
-                log::warn!("{name}: EVENT_AVAIL for missing queue {index}");
+                crate::limited!(Warn, "{name}: EVENT_AVAIL for missing queue {index}");
                 return;
             }
             Some(q) if !q.ready() => {
-                log::warn!("{name}: EVENT_AVAIL for disabled queue {index}");
+                crate::limited!(Warn, "{name}: EVENT_AVAIL for disabled queue {index}");
                 return;
             }
             Some(_) => {}
         }
         match self.device.process_queue(i, &mut self.queues, mem) {
             Ok(used) => self.notify(&used, mem, emit),
-            Err(e) => self.fail(&e, emit),
+            Err(e) => self.fail(format!("queue {index}: {e}"), emit),
         }
     }
 
-    /// Injects host data into the device (console input).
+    /// Injects host data into the device (console input). The queues are left alone
+    /// unless they are served ([`TransportDevice::serving`]): the data then waits in the
+    /// device. A queue that cannot be used makes the device need a reset.
     pub fn inject<F: FnMut(TransportMessage<'_>)>(
         &mut self,
         data: &[u8],
         ctx: &Ctx<'_>,
         mut emit: F,
     ) -> Result<(), DeviceError> {
-        let ready = self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0;
-        let mem = if ready { ctx.mem } else { None };
-        let used = self.device.inject(data, &mut self.queues, mem)?;
+        let mem = if self.serving() { ctx.mem } else { None };
+        let used = match self.device.inject(data, &mut self.queues, mem) {
+            Ok(used) => used,
+            Err(e @ DeviceError::Queue(_)) => {
+                self.fail(&e, &mut emit);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(mem) = mem {
             self.notify(&used, mem, &mut emit);
         }
@@ -623,14 +684,16 @@ impl TransportDevice {
             }
             M::ResetVqueueRequest { index } => {
                 if self.negotiated & (1 << VIRTIO_F_RING_RESET) == 0 {
-                    log::warn!(
+                    crate::limited!(
+                        Warn,
                         "{}: RESET_VQUEUE without VIRTIO_F_RING_RESET",
                         self.device.name()
                     );
                 }
                 match self.queues.get_mut(index as usize) {
                     Some(q) => q.reset(),
-                    None => log::warn!(
+                    None => crate::limited!(
+                        Warn,
                         "{}: RESET_VQUEUE for missing queue {index}",
                         self.device.name()
                     ),
@@ -643,7 +706,8 @@ impl TransportDevice {
                 address: 0,
             })),
             M::EventAvail { vq_index, .. } => self.process(vq_index, ctx, &mut emit),
-            ref other => log::warn!(
+            ref other => crate::limited!(
+                Warn,
                 "{}: unexpected transport message {:#04x} from the driver dropped",
                 self.device.name(),
                 other.msg_id()

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{
     control, driver_ok, expect_used, features_ok, hdr, help, kick, negotiate, ping,
-    spawn_negotiated, transport, version_status, wait_for, Client, Device, GuestRam, SplitQueue,
-    ACKNOWLEDGE, DRIVER, FEATURES_OK, VERSION_1,
+    queues_at_driver_ok, spawn_negotiated, transport, version_status, wait_for, Client, Device,
+    GuestRam, SplitQueue, ACKNOWLEDGE, DRIVER, FEATURES_OK, VERSION_1,
 };
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::{ShmBusMessage, VersionStatus, VersionTerms};
@@ -137,12 +137,8 @@ fn console_echo_and_injection() {
         Device::spawn_with_control(&["--guest-memory", &ram.path, "--device", "console"]);
     let client = Client::connect(&dev.socket, 1);
     negotiate(&client);
-    features_ok(&client, 0, VERSION_1);
-    let mut rx = SplitQueue::new(&ram, 0x10000, 8);
-    let mut tx = SplitQueue::new(&ram, 0x20000, 8);
-    client.call(transport(0, 1, T::SetVqueueRequest(rx.setup(0))));
-    client.call(transport(0, 2, T::SetVqueueRequest(tx.setup(1))));
-    driver_ok(&client, 0);
+    let mut queues = queues_at_driver_ok(&client, 0, &ram, &[(0x10000, 8), (0x20000, 8)]);
+    let (mut rx, mut tx) = (queues.remove(0), queues.remove(0));
 
     rx.add_chain(&ram, &[(0x40000, 64, true)]);
     rx.add_chain(&ram, &[(0x41000, 64, true)]);

@@ -7,12 +7,12 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{
-    control, driver_ok, expect_used, features_ok, hdr, help, kick, negotiate, transport, wait_for,
-    Client, Device, GuestRam, SplitQueue, VERSION_1,
+    control, expect_used, hdr, help, kick, negotiate, queues_at_driver_ok, transport, wait_for,
+    Client, Device, GuestRam, Split, SplitQueue,
 };
 use virtio_msg_codec::bus::{BusMessage, DeviceState};
 use virtio_msg_codec::shm::ShmBusMessage;
@@ -75,23 +75,25 @@ fn present(client: &Client) -> Vec<u8> {
     })
 }
 
-#[test]
-fn a_removed_device_is_served_until_the_driver_resets_it() {
-    let ram = GuestRam::new(1 << 20);
-    let (dev, ctl) = Device::spawn_with_control(&[
+/// Two rngs served from `ram`, with a control socket.
+fn two_rngs(ram: &GuestRam) -> (Device, PathBuf) {
+    Device::spawn_with_control(&[
         "--guest-memory",
         &ram.path,
         "--device",
         "rng",
         "--device",
         "rng",
-    ]);
+    ])
+}
+
+#[test]
+fn a_removed_device_is_served_until_the_driver_resets_it() {
+    let ram = GuestRam::new(1 << 20);
+    let (dev, ctl) = two_rngs(&ram);
     let client = Client::connect(&dev.socket, 1);
     negotiate(&client);
-    features_ok(&client, 0, VERSION_1);
-    let mut q = SplitQueue::new(&ram, 0x10000, 8);
-    client.call(transport(0, 1, T::SetVqueueRequest(q.setup(0))));
-    driver_ok(&client, 0);
+    let mut q = queues_at_driver_ok(&client, 0, &ram, &[(0x10000, 8)]).remove(0);
 
     assert_eq!(control(&ctl, "remove 0"), "ok");
     assert_eq!(device_event(&client), (0, DeviceState::Removed));
@@ -200,4 +202,94 @@ fn help_documents_the_removal_grace_period() {
     let help = help();
     assert!(help.contains("--removal-grace-ms <MS>"), "{help}");
     assert!(help.contains("[default: 30000]"), "{help}");
+}
+
+/// A removed device still served, with its queue 0 at 0x10000 at DRIVER_OK and one buffer
+/// used since the removal.
+fn removed_rng_in_use(client: &Client, ctl: &Path, ram: &GuestRam) -> SplitQueue {
+    negotiate(client);
+    let mut q = queues_at_driver_ok(client, 0, ram, &[(0x10000, 8)]).remove(0);
+    assert_eq!(control(ctl, "remove 0"), "ok");
+    assert_eq!(device_event(client), (0, DeviceState::Removed));
+    q.add_chain(ram, &[(0x40000, 64, true)]);
+    kick(client, 0, 0);
+    expect_used(client, 0, 0);
+    q
+}
+
+/// The guest frees the removed device's queue and reuses the memory: an entry made
+/// available there, for a buffer at 0x50000. Returns guest RAM as it is then.
+fn reuse_queue_memory(ram: &GuestRam, q: &mut SplitQueue) -> Vec<u8> {
+    ram.write(0x50000, &[0xaa; 256]);
+    q.add_chain(ram, &[(0x50000, 256, true)]);
+    ram.read(0, 1 << 20)
+}
+
+#[test]
+fn a_removed_device_s_queue_is_left_alone_once_the_driver_side_detached_or_reset_the_bus() {
+    for how in ["detach", "reset"] {
+        let ram = GuestRam::new(1 << 20);
+        let (dev, ctl) = two_rngs(&ram);
+        let client = Client::connect(&dev.socket, 1);
+        let mut q = removed_rng_in_use(&client, &ctl, &ram);
+        if how == "detach" {
+            client.reattach();
+        } else {
+            let r = client.call(Frame::bus(2, Message::Shm(ShmBusMessage::ResetRequest)));
+            assert_eq!(r.2, "Shm(ResetResponse { status: 0 })");
+        }
+        let before = reuse_queue_memory(&ram, &mut q);
+        negotiate(&client);
+        // A late notification for it (and a console input or anything else) finds no
+        // device, and the other device is served.
+        kick(&client, 0, 0);
+        assert_eq!(device_id(&client, 0), 0, "{how}");
+        assert_eq!(device_id(&client, 1), 4, "{how}");
+        assert!(
+            ram.read(0, 1 << 20) == before,
+            "{how}: guest memory written"
+        );
+    }
+}
+
+#[test]
+fn a_restarted_device_logic_leaves_the_queues_of_removed_devices_alone() {
+    let split = Split::start("64K");
+    let ram = GuestRam::new(1 << 20);
+    let ctl = split.state.with_file_name("ctl");
+    let args = [
+        "--control",
+        ctl.to_str().unwrap(),
+        "--guest-memory",
+        ram.path.as_str(),
+        "--device",
+        "rng",
+        "--device",
+        "rng",
+    ];
+    let mut dev = split.spawn_device(&args, "device.log");
+    let client = Client::connect(&split.qemu_socket, 1);
+    let mut q = removed_rng_in_use(&client, &ctl, &ram);
+    dev.kill();
+    // While no device logic runs, the driver finishes the removal: its reset of the
+    // device fails (nobody answers in time) and the queue memory is freed and reused.
+    let before = reuse_queue_memory(&ram, &mut q);
+
+    let dev2 = split.spawn_device(&args, "device2.log");
+    wait_for("the successor to join", || dev2.log().contains("joined"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(ram.read(0, 1 << 20) == before, "guest memory written");
+    // Still removed and served, but its queue is not: neither resumed nor on a
+    // notification. The other device resumed.
+    assert_eq!(present(&client), vec![0b10]);
+    assert_eq!(control(&ctl, "list"), "ok 0:rng(removed) 1:rng");
+    assert_eq!(device_id(&client, 0), 4);
+    kick(&client, 0, 0);
+    assert_eq!(status(&client, 0, 8), Some(15));
+    assert!(ram.read(0, 1 << 20) == before, "guest memory written");
+    // Its reset is answered, and then it is forgotten.
+    let r = client.call(transport(0, 9, T::SetDeviceStatusRequest { status: 0 }));
+    assert_eq!(r.2, "Transport(SetDeviceStatusResponse { status: 0 })");
+    assert_eq!(device_id(&client, 0), 0);
+    assert_eq!(control(&ctl, "list"), "ok 1:rng");
 }

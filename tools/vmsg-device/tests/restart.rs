@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    driver_ok, expect_used, features_ok, hdr, kick, negotiate, ping, transport, version_status,
-    wait_for, Client, Device, GuestRam, Split, SplitQueue, FEATURES_OK, VERSION_1,
+    driver_ok, expect_used, features_ok, hdr, kick, negotiate, ping, queues_at_driver_ok,
+    transport, version_status, wait_for, Client, Device, GuestRam, Split, SplitQueue, FEATURES_OK,
+    VERSION_1,
 };
 use virtio_msg_codec::shm::VersionStatus;
 use virtio_msg_codec::transport::TransportMessage as T;
@@ -267,4 +268,186 @@ fn the_device_logic_serves_on_when_the_server_dies() {
     });
     let r = client.call(ping(4, 4));
     assert_eq!(r, (0, 4, "Bus(PingResponse { data: 4 })".to_string()));
+}
+
+/// The guest reuses the memory of queue `q`, which it freed: an entry made available
+/// there (as a resumed queue would take it) for a buffer at 0x50000. Returns guest RAM as
+/// it is then; a device side that keeps away from freed memory leaves it so.
+fn reuse_queue_memory(ram: &GuestRam, q: &mut SplitQueue) -> Vec<u8> {
+    ram.write(0x50000, &[0xaa; 256]);
+    q.add_chain(ram, &[(0x50000, 256, true)]);
+    ram.read(0, RAM)
+}
+
+const RAM: usize = 1 << 20;
+
+/// A device logic serving one rng from `ram` to a negotiated driver side, its queue 0 at
+/// 0x10000, at DRIVER_OK, one buffer used.
+fn rng_in_use(split: &Split, ram: &GuestRam) -> (Device, Client, SplitQueue) {
+    let args = ["--guest-memory", ram.path.as_str(), "--device", "rng"];
+    let dev = start_device(split, &args, "device.log");
+    let client = Client::connect(&split.qemu_socket, 1);
+    negotiate(&client);
+    let mut q = queues_at_driver_ok(&client, 0, ram, &[(0x10000, 8)]).remove(0);
+    q.add_chain(ram, &[(0x40000, 64, true)]);
+    kick(&client, 0, 0);
+    expect_used(&client, 0, 0);
+    (dev, client, q)
+}
+
+/// [`rng_in_use`], then the device logic killed.
+fn killed_in_use() -> (Split, GuestRam, Client, SplitQueue) {
+    let split = Split::start("64K");
+    let ram = GuestRam::new(RAM);
+    let (mut dev, client, q) = rng_in_use(&split, &ram);
+    dev.kill();
+    (split, ram, client, q)
+}
+
+/// A successor that started a moment ago has left guest RAM as `before` was, and logged
+/// `says`.
+fn left_alone(ram: &GuestRam, before: &[u8], dev: &Device, says: &str) {
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(ram.read(0, RAM) == before, "guest memory written");
+    assert!(dev.log().contains(says), "{}", dev.log());
+}
+
+/// After a fresh start: the driver side attaches (if it is not) and finds nothing of the
+/// old instance: VERSION is accepted anew, the device is at status 0, its queue disabled,
+/// and a new queue elsewhere works.
+fn fresh_instance(client: &Client, ram: &GuestRam) {
+    if client.load(hdr::DRIVER_STATE) == 0 {
+        client.set_driver_state(1);
+    }
+    wait_for("device_state 1", || client.load(hdr::DEVICE_STATE) == 1);
+    assert_eq!(client.load(64), 0, "to-device producer");
+    assert_eq!(version_status(client, 0x7001), VersionStatus::Accepted);
+    let r = client.call(transport(0, 3, T::GetDeviceStatusRequest));
+    assert_eq!(r.2, "Transport(GetDeviceStatusResponse { status: 0 })");
+    let r = client.call(transport(0, 4, T::GetVqueueRequest { index: 0 }));
+    assert!(r.2.contains("flags: 0"), "{}", r.2);
+    let mut q = queues_at_driver_ok(client, 0, ram, &[(0x20000, 8)]).remove(0);
+    q.add_chain(ram, &[(0x60000, 32, true)]);
+    kick(client, 0, 0);
+    expect_used(client, 0, 0);
+    assert_eq!(q.used_elem(ram, 0), (0, 32));
+}
+
+#[test]
+fn a_device_logic_stopped_by_sigterm_is_not_resumed() {
+    let split = Split::start("64K");
+    let ram = GuestRam::new(RAM);
+    let (mut dev, client, mut q) = rng_in_use(&split, &ram);
+    dev.terminate();
+    assert!(dev.wait().success());
+    assert_eq!(client.load(hdr::DEVICE_STATE), 2, "going away");
+    let r = client.recv(|f| format!("{:?}", f.message));
+    assert_eq!(r, "Bus(EventDevice { dev_num: 0, state: Removed })");
+    assert!(!split.state.exists(), "the state file is invalidated");
+    // The driver side removes its devices, frees their memory (which the guest reuses)
+    // and detaches while no device logic runs.
+    let before = reuse_queue_memory(&ram, &mut q);
+    client.set_driver_state(0);
+
+    let dev2 = split.spawn_device(
+        &["--guest-memory", &ram.path, "--device", "rng"],
+        "device2.log",
+    );
+    // A fresh start: the rings laid out again, device_state 1 for the driver side to come
+    // back to; the freed queue is never read or written.
+    wait_for("device_state 1", || client.load(hdr::DEVICE_STATE) == 1);
+    left_alone(&ram, &before, &dev2, "starting fresh");
+    fresh_instance(&client, &ram);
+    assert!(!dev2.log().contains("Iterator error"), "{}", dev2.log());
+}
+
+#[test]
+fn a_killed_device_logic_is_not_resumed_once_the_driver_side_detached() {
+    let (split, ram, client, mut q) = killed_in_use();
+    // Recovery: the driver side detaches (nobody answers yet), frees the queue memory.
+    client.set_driver_state(0);
+    let before = reuse_queue_memory(&ram, &mut q);
+
+    let dev2 = restart_device(&split, &["--guest-memory", &ram.path, "--device", "rng"]);
+    // The detach is answered (device_state 0, rings emptied); the saved queues are not
+    // resumed.
+    wait_for("device_state 0", || client.load(hdr::DEVICE_STATE) == 0);
+    left_alone(&ram, &before, &dev2, "not resuming");
+    fresh_instance(&client, &ram);
+}
+
+#[test]
+fn a_state_saved_before_the_current_attachment_is_not_resumed() {
+    let (split, ram, client, mut q) = killed_in_use();
+    // A copy of the state: what a successor run with another --state would leave behind.
+    let stale = split.state.with_extension("stale");
+    std::fs::copy(&split.state, &stale).unwrap();
+
+    // A successor resumes, then the driver side detaches and attaches anew (its old queue
+    // memory freed), and negotiates again.
+    let mut dev2 = restart_device(&split, &["--guest-memory", &ram.path, "--device", "rng"]);
+    expect_used(&client, 0, 0);
+    assert_eq!(client.load(hdr::ATTACH_EPOCH), 1);
+    client.reattach();
+    assert_eq!(
+        client.load(hdr::ATTACH_EPOCH),
+        2,
+        "the new attachment is counted"
+    );
+    assert_eq!(version_status(&client, 0x7002), VersionStatus::Accepted);
+    dev2.kill();
+    let before = reuse_queue_memory(&ram, &mut q);
+
+    // The stale state describes an attachment that is gone, although driver_state and
+    // device_state are 1 as they were then.
+    std::fs::rename(&stale, &split.state).unwrap();
+    let dev3 = split.spawn_device(
+        &["--guest-memory", &ram.path, "--device", "rng"],
+        "device3.log",
+    );
+    wait_for("dev3 to join", || dev3.log().contains("joined"));
+    left_alone(&ram, &before, &dev3, "not resuming");
+    // It asks the driver side to go (device_state 2) and serves nothing until it has
+    // detached; then it starts afresh.
+    wait_for("device_state 2", || client.load(hdr::DEVICE_STATE) == 2);
+    assert!(client.try_recv(Duration::from_millis(200)).is_none());
+    client.send(ping(0x55, 5));
+    assert!(
+        client.try_recv(Duration::from_millis(300)).is_none(),
+        "served a stale attachment"
+    );
+    client.set_driver_state(0);
+    wait_for("device_state 1", || client.load(hdr::DEVICE_STATE) == 1);
+    fresh_instance(&client, &ram);
+}
+
+#[test]
+fn a_device_reset_pending_at_the_restart_stops_that_device_s_queues() {
+    let (split, ram, client, mut q) = killed_in_use();
+    // While nobody serves the rings, the driver makes a buffer available, notifies, then
+    // resets the device (its driver unbinds); the reset times out, and the driver frees
+    // and reuses the queue memory.
+    q.add_chain(&ram, &[(0x50000, 256, true)]);
+    kick(&client, 0, 0);
+    client.send(transport(0, 0x21, T::SetDeviceStatusRequest { status: 0 }));
+    ram.write(0x50000, &[0xaa; 256]);
+    let before = ram.read(0, RAM);
+
+    let dev2 = restart_device(&split, &["--guest-memory", &ram.path, "--device", "rng"]);
+    let r = client.recv(|f| (f.dev_num, f.token, format!("{:?}", f.message)));
+    assert_eq!(
+        r,
+        (
+            0,
+            0x21,
+            "Transport(SetDeviceStatusResponse { status: 0 })".to_string()
+        )
+    );
+    assert!(client.try_recv(Duration::from_millis(200)).is_none());
+    left_alone(&ram, &before, &dev2, "its reset is pending");
+    // The rest of the instance resumed: VERSION stays negotiated.
+    assert_eq!(
+        version_status(&client, 0x7003),
+        VersionStatus::AlreadyNegotiated
+    );
 }

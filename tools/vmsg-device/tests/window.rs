@@ -34,7 +34,7 @@ fn check_header(client: &Client, window: u64) {
         + 128
         + u64::from(client.load(hdr::SLOT_SIZE)) * u64::from(client.load(hdr::SLOT_COUNT));
     assert!(rings_end <= size - window, "the rings overlap the window");
-    assert_eq!(client.load_u64(0x38), 0, "reserved");
+    assert_eq!(client.load(0x3C), 0, "reserved");
 }
 
 /// Device 0's feature bits 32-63, as the response prints them.

@@ -115,18 +115,21 @@ impl Blk {
 
     fn read_request(&self, sector: u64, data: &mut impl Write, len: usize) -> (u32, u32) {
         let Some(start) = self.range(sector, len as u64) else {
-            log::warn!("blk: read past the end: sector {sector} + {len} bytes");
+            crate::limited!(
+                Warn,
+                "blk: read past the end: sector {sector} + {len} bytes"
+            );
             return (VIRTIO_BLK_S_IOERR, 0);
         };
         let mut buf = vec![0u8; len];
         if let Err(e) = self.file.read_exact_at(&mut buf, start) {
-            log::warn!("blk {}: read: {e}", self.path.display());
+            crate::limited!(Warn, "blk {}: read: {e}", self.path.display());
             return (VIRTIO_BLK_S_IOERR, 0);
         }
         match data.write_all(&buf) {
             Ok(()) => (VIRTIO_BLK_S_OK, u32::try_from(len).unwrap_or(0)),
             Err(e) => {
-                log::warn!("blk: writing to the guest: {e}");
+                crate::limited!(Warn, "blk: writing to the guest: {e}");
                 (VIRTIO_BLK_S_IOERR, 0)
             }
         }
@@ -137,18 +140,21 @@ impl Blk {
             return VIRTIO_BLK_S_IOERR;
         }
         let Some(start) = self.range(sector, len as u64) else {
-            log::warn!("blk: write past the end: sector {sector} + {len} bytes");
+            crate::limited!(
+                Warn,
+                "blk: write past the end: sector {sector} + {len} bytes"
+            );
             return VIRTIO_BLK_S_IOERR;
         };
         let mut buf = vec![0u8; len];
         if let Err(e) = data.read_exact(&mut buf) {
-            log::warn!("blk: reading from the guest: {e}");
+            crate::limited!(Warn, "blk: reading from the guest: {e}");
             return VIRTIO_BLK_S_IOERR;
         }
         match self.file.write_all_at(&buf, start) {
             Ok(()) => VIRTIO_BLK_S_OK,
             Err(e) => {
-                log::warn!("blk {}: write: {e}", self.path.display());
+                crate::limited!(Warn, "blk {}: write: {e}", self.path.display());
                 VIRTIO_BLK_S_IOERR
             }
         }
@@ -177,7 +183,7 @@ impl Blk {
             return VIRTIO_BLK_S_IOERR;
         }
         if len % SEGMENT != 0 || len == 0 || len / SEGMENT > MAX_SEGMENTS as usize {
-            log::warn!("blk: discard/write-zeroes payload of {len} bytes");
+            crate::limited!(Warn, "blk: discard/write-zeroes payload of {len} bytes");
             return VIRTIO_BLK_S_UNSUPP;
         }
         for _ in 0..len / SEGMENT {
@@ -202,7 +208,7 @@ impl Blk {
                     (Ok(off), Ok(l)) => {
                         // Discard is a hint: a file system without hole punching keeps the data.
                         if let Err(e) = fallocate(self.file.as_fd(), flags, off, l) {
-                            log::debug!("blk: discard not done: {e}");
+                            crate::limited!(Debug, "blk: discard not done: {e}");
                         }
                         Ok(())
                     }
@@ -212,7 +218,7 @@ impl Blk {
                 self.zero(start, bytes)
             };
             if let Err(e) = result {
-                log::warn!("blk {}: {e}", self.path.display());
+                crate::limited!(Warn, "blk {}: {e}", self.path.display());
                 return VIRTIO_BLK_S_IOERR;
             }
         }
@@ -224,27 +230,27 @@ impl Blk {
         let (mut reader, mut writer) = match (chain.clone().reader(mem), chain.writer(mem)) {
             (Ok(r), Ok(w)) => (r, w),
             _ => {
-                log::warn!("blk: unusable descriptor chain");
+                crate::limited!(Warn, "blk: unusable descriptor chain");
                 return 0;
             }
         };
         let mut header = [0u8; REQ_HEADER];
         if reader.read_exact(&mut header).is_err() {
-            log::warn!("blk: request without a 16-byte header");
+            crate::limited!(Warn, "blk: request without a 16-byte header");
             return 0;
         }
         let kind = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default());
         let sector = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
         let writable = writer.available_bytes();
         if writable == 0 {
-            log::warn!("blk: request without a status byte");
+            crate::limited!(Warn, "blk: request without a status byte");
             return 0;
         }
         let data_len = writable - 1;
         let mut status_writer = match writer.split_at(data_len) {
             Ok(w) => w,
             Err(e) => {
-                log::warn!("blk: {e}");
+                crate::limited!(Warn, "blk: {e}");
                 return 0;
             }
         };
@@ -255,7 +261,7 @@ impl Blk {
             VIRTIO_BLK_T_FLUSH => match self.file.sync_data() {
                 Ok(()) => (VIRTIO_BLK_S_OK, 0),
                 Err(e) => {
-                    log::warn!("blk {}: flush: {e}", self.path.display());
+                    crate::limited!(Warn, "blk {}: flush: {e}", self.path.display());
                     (VIRTIO_BLK_S_IOERR, 0)
                 }
             },
@@ -270,7 +276,7 @@ impl Blk {
                 (self.segments_request(kind, &mut reader, readable), 0)
             }
             other => {
-                log::debug!("blk: unsupported request type {other}");
+                crate::limited!(Debug, "blk: unsupported request type {other}");
                 (VIRTIO_BLK_S_UNSUPP, 0)
             }
         };

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
 use virtio_queue::{Queue, QueueT};
 
-use super::{drain_queue, ConsoleOutput, DeviceError, GuestMemory, VirtioDevice};
+use super::{
+    drain_queue, next_chain, waiting, ConsoleOutput, DeviceError, GuestMemory, VirtioDevice,
+};
 
 /// Feature bit: the emergency write register `emerg_wr` is usable.
 pub const VIRTIO_CONSOLE_F_EMERG_WRITE: u32 = 2;
@@ -91,7 +93,8 @@ impl Console {
     fn queue_for_guest(&mut self, data: &[u8]) {
         let room = MAX_PENDING.saturating_sub(self.pending.len());
         if data.len() > room {
-            log::warn!(
+            crate::limited!(
+                Warn,
                 "console: guest is not reading; dropping {} byte(s)",
                 data.len() - room
             );
@@ -129,9 +132,10 @@ impl Console {
         }
         let mut used = false;
         loop {
+            waiting(queue, mem)?;
             queue.disable_notification(mem)?;
             while !self.pending.is_empty() {
-                let Some(chain) = queue.pop_descriptor_chain(mem) else {
+                let Some(chain) = next_chain(queue, mem)? else {
                     break;
                 };
                 let head = chain.head_index();
@@ -142,13 +146,13 @@ impl Console {
                         match w.write_all(&bytes) {
                             Ok(()) => n as u32,
                             Err(e) => {
-                                log::warn!("console: writing to the guest: {e}");
+                                crate::limited!(Warn, "console: writing to the guest: {e}");
                                 0
                             }
                         }
                     }
                     Err(e) => {
-                        log::warn!("console: bad receive chain: {e}");
+                        crate::limited!(Warn, "console: bad receive chain: {e}");
                         0
                     }
                 };
@@ -219,10 +223,10 @@ impl VirtioDevice for Console {
                     match chain.reader(mem) {
                         Ok(mut r) => {
                             if let Err(e) = r.read_to_end(&mut out) {
-                                log::warn!("console: reading from the guest: {e}");
+                                crate::limited!(Warn, "console: reading from the guest: {e}");
                             }
                         }
-                        Err(e) => log::warn!("console: bad transmit chain: {e}"),
+                        Err(e) => crate::limited!(Warn, "console: bad transmit chain: {e}"),
                     }
                     0
                 })?;

@@ -16,7 +16,9 @@ use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use virtio_queue::{DescriptorChain, Queue, QueueT};
+use std::sync::atomic::Ordering;
+
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 
 /// Guest RAM as this program maps it.
 pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
@@ -145,9 +147,47 @@ pub trait VirtioDevice {
     }
 }
 
+/// How many chains wait in `queue`'s avail ring; an error if that is more than the queue
+/// holds. Checked before the device writes anything into the queue (notification
+/// suppression included): such a ring may be memory the driver no longer owns.
+pub fn waiting(queue: &Queue, mem: &GuestMemory) -> Result<u16, DeviceError> {
+    let avail = queue.avail_idx(mem, Ordering::Acquire)?;
+    let n = avail.0.wrapping_sub(queue.next_avail());
+    if n > queue.size() {
+        return Err(virtio_queue::Error::InvalidAvailRingIndex.into());
+    }
+    Ok(n)
+}
+
+/// Takes the next chain the driver made available in `queue`, if there is one.
+///
+/// An avail ring that cannot be used is an error, not "nothing available": an index more
+/// than the queue size ahead (memory the driver no longer owns, or garbage), or an entry
+/// that cannot be read. `Queue::pop_descriptor_chain` returns `None` for those, and logs
+/// each time, so that a caller looping until the ring is empty would spin and log for
+/// ever. The caller stops the queue instead (the device needs a reset).
+pub fn next_chain<'a>(
+    queue: &mut Queue,
+    mem: &'a GuestMemory,
+) -> Result<Option<Chain<'a>>, DeviceError> {
+    let next = queue.next_avail();
+    if waiting(queue, mem)? == 0 {
+        return Ok(None);
+    }
+    // The driver only moves the index on: the iterator, which loads it again, has at least
+    // one entry, and `None` from it means the entry could not be read.
+    match queue.iter(mem)?.next() {
+        Some(chain) => Ok(Some(chain)),
+        None => Err(DeviceError::Queue(format!(
+            "virtqueue: available ring entry {next} cannot be read"
+        ))),
+    }
+}
+
 /// Pops every available chain of `queue`, hands it to `handle` (which returns the number
 /// of bytes it wrote into the chain) and returns it as used; re-enables notifications and
-/// rechecks so that no buffer is left behind. Returns whether any buffer was used.
+/// rechecks so that no buffer is left behind. Returns whether any buffer was used. An
+/// avail ring that cannot be used ([`next_chain`]) ends it with an error.
 pub fn drain_queue<F>(
     queue: &mut Queue,
     mem: &GuestMemory,
@@ -158,8 +198,9 @@ where
 {
     let mut used = false;
     loop {
+        waiting(queue, mem)?;
         queue.disable_notification(mem)?;
-        while let Some(chain) = queue.pop_descriptor_chain(mem) {
+        while let Some(chain) = next_chain(queue, mem)? {
             let head = chain.head_index();
             let len = handle(chain);
             queue.add_used(mem, head, len)?;

@@ -106,7 +106,7 @@ impl VirtioDevice for Rng {
             let mut writer = match chain.writer(mem) {
                 Ok(w) => w,
                 Err(e) => {
-                    log::warn!("rng: bad descriptor chain: {e}");
+                    crate::limited!(Warn, "rng: bad descriptor chain: {e}");
                     return 0;
                 }
             };
@@ -119,7 +119,7 @@ impl VirtioDevice for Rng {
             match writer.write_all(&bytes) {
                 Ok(()) => u32::try_from(len).unwrap_or(0),
                 Err(e) => {
-                    log::warn!("rng: writing to the guest: {e}");
+                    crate::limited!(Warn, "rng: writing to the guest: {e}");
                     0
                 }
             }

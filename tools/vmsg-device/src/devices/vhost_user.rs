@@ -350,7 +350,10 @@ impl VirtioDevice for VhostUser {
                 .kick
                 .write(1)
                 .map_err(|e| DeviceError::Io(format!("vhost-user: kick of queue {index}: {e}")))?,
-            _ => log::warn!("vhost-user: EVENT_AVAIL for queue {index}, which is not started"),
+            _ => crate::limited!(
+                Warn,
+                "vhost-user: EVENT_AVAIL for queue {index}, which is not started"
+            ),
         }
         Ok(Vec::new())
     }

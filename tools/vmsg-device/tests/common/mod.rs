@@ -184,6 +184,7 @@ pub mod hdr {
     pub const DRIVER_STATE: usize = 0x24;
     pub const WINDOW_OFFSET: usize = 0x28;
     pub const WINDOW_SIZE: usize = 0x30;
+    pub const ATTACH_EPOCH: usize = 0x38;
 }
 
 /// Bus address of the window's first byte: area id 1, offset 0.
@@ -417,6 +418,37 @@ impl Client {
     pub fn call(&self, frame: Frame<'_>) -> (u16, u16, String) {
         self.send(frame);
         self.recv(|f| (f.dev_num, f.token, format!("{:?}", f.message)))
+    }
+
+    /// The next message within `timeout`, rendered as [`Client::call`] does; `None` if
+    /// none comes.
+    pub fn try_recv(&self, timeout: Duration) -> Option<(u16, u16, String)> {
+        let raw = self.try_recv_raw(timeout)?;
+        let f = self.codec.decode(&raw).unwrap();
+        Some((f.dev_num, f.token, format!("{:?}", f.message)))
+    }
+
+    /// Stores `driver_state` and rings the device side, as a driver side attaching (1) or
+    /// detaching (0) does.
+    pub fn set_driver_state(&self, state: u32) {
+        self.store(hdr::DRIVER_STATE, state);
+        fence(Ordering::SeqCst);
+        self.device_doorbell()
+            .write_all(&1u64.to_ne_bytes())
+            .unwrap();
+    }
+
+    /// Detaches and attaches again, each time waiting for the device side's answer
+    /// (Documentation/shm-bus.rst, "Attaching, detaching and recovery").
+    pub fn reattach(&self) {
+        self.set_driver_state(0);
+        wait_for("device_state 0 after the detach", || {
+            self.load(hdr::DEVICE_STATE) == 0
+        });
+        self.set_driver_state(1);
+        wait_for("device_state 1 after the attach", || {
+            self.load(hdr::DEVICE_STATE) == 1
+        });
     }
 }
 
@@ -797,6 +829,11 @@ pub fn help() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// How often `needle` occurs in `text`.
+pub fn count(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
 /// Sets DRIVER_OK (after [`features_ok`] and the queue setup) and checks the device took it.
 pub fn driver_ok(client: &Client, dev_num: u16) {
     use virtio_msg_codec::transport::TransportMessage as T;
@@ -808,4 +845,30 @@ pub fn driver_ok(client: &Client, dev_num: u16) {
         },
     ));
     assert!(r.2.contains("status: 15"), "{}", r.2);
+}
+
+/// Brings device `dev_num` to DRIVER_OK (features: VERSION_1) with one split queue per
+/// `(base, size)` of `queues`, queue `i` the `i`th; returns the queues.
+pub fn queues_at_driver_ok(
+    client: &Client,
+    dev_num: u16,
+    ram: &GuestRam,
+    queues: &[(u64, u16)],
+) -> Vec<SplitQueue> {
+    use virtio_msg_codec::transport::TransportMessage as T;
+    assert_ne!(features_ok(client, dev_num, VERSION_1) & FEATURES_OK, 0);
+    let queues: Vec<SplitQueue> = queues
+        .iter()
+        .map(|&(base, size)| SplitQueue::new(ram, base, size))
+        .collect();
+    for (i, q) in queues.iter().enumerate() {
+        let r = client.call(transport(
+            dev_num,
+            0x1c0,
+            T::SetVqueueRequest(q.setup(i as u32)),
+        ));
+        assert_eq!(r.2, "Transport(SetVqueueResponse)");
+    }
+    driver_ok(client, dev_num);
+    queues
 }

@@ -158,6 +158,15 @@ impl<B: BusLink> MsgDevice<B> {
         }
     }
 
+    /// Marks the device broken, once, as `fail` does but as information: the device side
+    /// said it is leaving, which is not an error.
+    pub(crate) fn retire(&self, dev: &Device, why: &str) {
+        if !self.broken.swap(true, Ordering::AcqRel) {
+            pr_info!("device {}: {why}; marking it broken\n", self.dev_num);
+            dev.mark_broken();
+        }
+    }
+
     /// Notes that the device side removed the device: it is served until its driver resets
     /// it, and is then retired (broken without an error) so that nothing more is sent.
     pub(crate) fn set_removing(&self) {

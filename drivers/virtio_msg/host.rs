@@ -72,8 +72,8 @@ impl Host for BusHost {
         self.instance.remove_all()
     }
 
-    fn break_all(&self) {
-        self.instance.break_all()
+    fn break_all(&self, gone: bool) {
+        self.instance.break_all(gone)
     }
 
     fn set_window(&self, window: Window) -> Result {

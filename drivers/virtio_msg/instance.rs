@@ -209,15 +209,19 @@ impl<B: BusLink> Instance<B> {
     }
 
     /// Marks every device broken: the bus can no longer reach the device side.
-    pub(crate) fn break_all(&self) {
+    pub(crate) fn break_all(&self, gone: bool) {
         let mut devices = KVec::new();
         for slot in self.slots.lock().iter() {
             // A device left out (no memory) breaks at its next request instead.
             let _ = devices.push(slot.clone(), GFP_ATOMIC);
         }
         for slot in devices.iter() {
-            slot.device
-                .fail(Some(slot.registration.device()), "bus instance stopped");
+            let vdev = slot.registration.device();
+            if gone {
+                slot.device.retire(vdev, "the device side went away");
+            } else {
+                slot.device.fail(Some(vdev), "bus instance stopped");
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use crate::{
     fake::{encode_event, event_device, FakePartition, Model},
     link::{get, Alp, BusSide, Config, EventMode, Link},
     vmsg::{
-        bus::client::BusOps,
+        bus::client::{devices_window_answer, BusOps},
         codec::{
             bus::DeviceState,
             ffa::{AreaResult, EventMethod, BUS_F_DIRECT_TX},
@@ -192,6 +192,31 @@ mod tests {
         // Windows of 256 at 0, 256, 512 and 768.
         assert_eq!(windows, 4);
         assert!(asked);
+        Ok(())
+    }
+
+    #[test]
+    fn get_devices_answer_must_cover_the_window_asked_for() -> Result {
+        use crate::vmsg::codec::bus::BusMessage;
+        let answer = |offset, bitmap| {
+            devices_window_answer(
+                0,
+                Message::Bus(BusMessage::GetDevicesResponse {
+                    offset,
+                    next_offset: 0,
+                    bitmap,
+                }),
+            )
+        };
+        // The window asked for: 256 numbers from 0, devices 0 and 9.
+        let mut full = [0u8; 32];
+        full[0] = 1;
+        full[1] = 2;
+        let (_, found) = answer(0, &full).ok_or(EINVAL)?;
+        assert_eq!(found.as_slice(), [0, 9]);
+        // 248 numbers, or another offset: not an answer to that request.
+        assert!(answer(0, &full[..31]).is_none());
+        assert!(answer(8, &full).is_none());
         Ok(())
     }
 

@@ -62,6 +62,12 @@ fn write_stats(link: &Arc<ShmLink>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "timeouts: {}", get(&s.timeouts))?;
     writeln!(f, "doorbells: {}", get(&s.doorbells))?;
     writeln!(f, "events_blocked: {}", get(&s.events_blocked))?;
+    writeln!(
+        f,
+        "device_events_dropped: {}",
+        get(&s.device_events_dropped)
+    )?;
+    writeln!(f, "device_events_failed: {}", get(&s.device_events_failed))?;
     writeln!(f, "recoveries: {}", get(&s.recoveries))
 }
 

@@ -101,10 +101,10 @@ impl Instance {
     }
 
     /// Marks every device broken, so that their drivers fail fast rather than queue requests
-    /// no one will see.
-    pub(crate) fn break_devices(&self) {
+    /// no one will see (`gone`: the device side said it is going away, not an error).
+    pub(crate) fn break_devices(&self, gone: bool) {
         if let Some(registration) = self.link.registration() {
-            let _ = registration.break_all();
+            let _ = registration.break_all(gone);
         }
     }
 
@@ -117,7 +117,7 @@ impl Instance {
             "device side going away: devices removed, rings unused until it is back\n"
         );
         // Broken first: their drivers' removal then sends nothing to a side that left.
-        self.break_devices();
+        self.break_devices(true);
         self.tear_down();
         let _ = self.link.detach();
     }

@@ -45,6 +45,27 @@ const THREAD_BATCH: u32 = 64;
 /// Requests in flight at once per bus instance; more wait for a free slot.
 const MAX_IN_FLIGHT: usize = 32;
 
+/// Device numbers with EVENT_DEVICE news waiting for the device work item; news for more are
+/// dropped (and counted) until it has caught up.
+const MAX_PENDING_DEVICE_EVENTS: usize = 64;
+
+/// What EVENT_DEVICE messages said about one device number since the work item last ran,
+/// coalesced: only the latest state counts, and whether it was removed on the way (a device
+/// removed and added again is a new device).
+#[derive(Clone, Copy)]
+struct DeviceNews {
+    dev_num: u16,
+    state: DeviceState,
+    removed_on_the_way: bool,
+}
+
+/// The news waiting for the device work item, and whether one is queued or running: one at a
+/// time, so that the news of one number are applied in order.
+struct DeviceNewsQueue {
+    news: KVec<DeviceNews>,
+    worker: bool,
+}
+
 /// Where a request slot stands.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SlotState {
@@ -129,6 +150,10 @@ pub(crate) struct Stats {
     pub(crate) doorbells: AtomicU64,
     /// Events that found the to-device ring full (kept by the transport, sent later).
     pub(crate) events_blocked: AtomicU64,
+    /// EVENT_DEVICE messages dropped because news for too many device numbers were waiting.
+    pub(crate) device_events_dropped: AtomicU64,
+    /// EVENT_DEVICE news that could not be applied (logged the first 10 times).
+    pub(crate) device_events_failed: AtomicU64,
     /// Times the instance was recovered by detaching and attaching again.
     pub(crate) recoveries: AtomicU64,
 }
@@ -162,6 +187,9 @@ pub(crate) struct ShmLink {
     detached: AtomicBool,
     /// Device add/remove work items queued and not finished; removal waits for them.
     works: AtomicU32,
+    /// EVENT_DEVICE news for the device work item, at most one entry per device number.
+    #[pin]
+    device_news: IrqSpinLock<DeviceNewsQueue>,
     /// Set when an event found the to-device ring full: the transport kept it, and is told
     /// to send it again once the ring may have room (`resume_events`).
     events_blocked: AtomicBool,
@@ -182,6 +210,7 @@ impl ShmLink {
         max_response: u32,
     ) -> Result<Arc<Self>> {
         let buf = KVec::from_elem(0u8, layout.slot_size as usize, GFP_KERNEL)?;
+        let device_news = KVec::with_capacity(MAX_PENDING_DEVICE_EVENTS, GFP_KERNEL)?;
         let mut slots = KVec::with_capacity(MAX_IN_FLIGHT, GFP_KERNEL)?;
         for _ in 0..MAX_IN_FLIGHT {
             slots.push(
@@ -213,6 +242,13 @@ impl ShmLink {
                 broken: AtomicBool::new(false),
                 detached: AtomicBool::new(true),
                 works: AtomicU32::new(0),
+                device_news <- crate::new_irq_spinlock!(
+                    DeviceNewsQueue {
+                        news: device_news,
+                        worker: false
+                    },
+                    c"virtio_msg_shm_device_news"
+                ),
                 events_blocked: AtomicBool::new(false),
                 stats: Stats::default(),
             }),
@@ -459,7 +495,8 @@ impl ShmLink {
     }
 
     /// Handles a bus event: devices come and go in a work item (on the long-running queue:
-    /// adding one probes its driver, which waits for responses).
+    /// adding one probes its driver, which waits for responses). Any context: no allocation
+    /// per event; a flood of them is coalesced per device number, and bounded.
     fn bus_event(self: &Arc<Self>, msg: &[u8]) -> Result {
         let frame = Codec::new(BusKind::SharedMemory)
             .decode(msg)
@@ -467,25 +504,101 @@ impl ShmLink {
         let Message::Bus(BusMessage::EventDevice { dev_num, state }) = frame.message else {
             return Err(ebadmsg());
         };
+        let spawn = {
+            let mut queue = self.device_news.lock();
+            if let Some(n) = queue.news.iter_mut().find(|n| n.dev_num == dev_num) {
+                n.removed_on_the_way |= state == DeviceState::Removed;
+                n.state = state;
+            } else {
+                queue
+                    .news
+                    .push_within_capacity(DeviceNews {
+                        dev_num,
+                        state,
+                        removed_on_the_way: false,
+                    })
+                    .map_err(|_| {
+                        self.stats
+                            .device_events_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                        EBUSY
+                    })?;
+            }
+            !core::mem::replace(&mut queue.worker, true)
+        };
+        // One work item at a time: it takes every news queued until it finds none.
+        if spawn {
+            self.spawn_device_work()?;
+        }
+        Ok(())
+    }
+
+    fn spawn_device_work(self: &Arc<Self>) -> Result {
         let this = self.clone();
         self.works.fetch_add(1, Ordering::AcqRel);
         workqueue::system_long()
             .try_spawn(GFP_ATOMIC, move || {
-                if let Some(reg) = this.registration() {
-                    let result = match state {
-                        DeviceState::Added => reg.add_device(dev_num),
-                        DeviceState::Removed => reg.remove_device(dev_num),
-                    };
-                    if let Err(e) = result {
-                        pr_warn!("device {dev_num} event {state:?} failed: {e:?}\n");
-                    }
-                }
+                this.apply_device_news();
                 this.works.fetch_sub(1, Ordering::AcqRel);
             })
             .inspect_err(|_| {
                 self.works.fetch_sub(1, Ordering::AcqRel);
+                // Nothing will take the news: drop them, so that the next event spawns again.
+                let mut queue = self.device_news.lock();
+                queue.news.clear();
+                queue.worker = false;
             })
             .map_err(|_| ENOMEM)
+    }
+
+    /// Adds and removes devices as the EVENT_DEVICE news say, until there are none.
+    fn apply_device_news(&self) {
+        loop {
+            let Some(news) = ({
+                let mut queue = self.device_news.lock();
+                if queue.news.is_empty() {
+                    // Under the lock: an event from now on queues a new work item.
+                    queue.worker = false;
+                    None
+                } else {
+                    queue.news.remove(0).ok()
+                }
+            }) else {
+                return;
+            };
+            let Some(reg) = self.registration() else {
+                continue;
+            };
+            let dev_num = news.dev_num;
+            if news.removed_on_the_way || news.state == DeviceState::Removed {
+                // Removing a number the transport does not have, or from an instance being
+                // torn down (ENODEV: the registration is closed), is no news.
+                match reg.remove_device(dev_num) {
+                    Ok(()) => {}
+                    Err(e) if e == ENOENT || e == ENODEV => {}
+                    Err(e) => self.device_event_failed(dev_num, "removal", e),
+                }
+            }
+            if news.state == DeviceState::Added {
+                match reg.add_device(dev_num) {
+                    Ok(()) => {}
+                    Err(e) if e == ENODEV => {}
+                    Err(e) => self.device_event_failed(dev_num, "addition", e),
+                }
+            }
+        }
+    }
+
+    /// Logs a device event that could not be applied, at most 10 times per instance.
+    fn device_event_failed(&self, dev_num: u16, what: &str, e: Error) {
+        if self
+            .stats
+            .device_events_failed
+            .fetch_add(1, Ordering::Relaxed)
+            < 10
+        {
+            pr_warn!("device {dev_num}: {what} announced by the device side failed: {e:?}\n");
+        }
     }
 
     /// Takes up to `budget` messages from the to-driver ring and dispatches them. Any context:

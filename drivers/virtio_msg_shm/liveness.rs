@@ -100,7 +100,7 @@ impl Liveness {
                 }
             }
             if failed == 0 {
-                instance.break_devices();
+                instance.break_devices(false);
                 dev_warn!(
                     instance.device(),
                     "recovering the bus instance: detaching and attaching again\n"

@@ -54,7 +54,7 @@ unsafe extern "C" {
     pub fn vmsg_bus_remove_all(bus: *mut vmsg_bus);
 }
 unsafe extern "C" {
-    pub fn vmsg_bus_break_all(bus: *mut vmsg_bus);
+    pub fn vmsg_bus_break_all(bus: *mut vmsg_bus, gone: bool);
 }
 unsafe extern "C" {
     pub fn vmsg_bus_unregister(bus: *mut vmsg_bus);

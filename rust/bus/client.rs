@@ -188,11 +188,12 @@ impl<T: BusOps> BusRegistration<T> {
         self.with_raw(|raw| unsafe { raw::vmsg_bus_remove_device(raw, dev_num) })
     }
 
-    /// Marks every device broken: the device side can no longer be reached. Process context.
-    pub fn break_all(&self) -> Result {
+    /// Marks every device broken: the device side can no longer be reached (`gone`: it said it
+    /// is going away, which is logged as information rather than as an error). Process context.
+    pub fn break_all(&self, gone: bool) -> Result {
         self.with_raw(|raw| {
             // SAFETY: `with_raw` passes the live instance.
-            unsafe { raw::vmsg_bus_break_all(raw) };
+            unsafe { raw::vmsg_bus_break_all(raw, gone) };
             0
         })
     }

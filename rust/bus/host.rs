@@ -150,8 +150,9 @@ pub trait Host: Sized + Send + Sync + 'static {
     fn receive(&self, msg: &[u8]) -> Result;
     /// Removes every device.
     fn remove_all(&self);
-    /// Marks every device broken: the device side is unreachable. Process context.
-    fn break_all(&self);
+    /// Marks every device broken: the device side is unreachable (`gone`: it said it is going
+    /// away). Process context.
+    fn break_all(&self, gone: bool);
     /// Places the virtqueues and buffers of every device added from now on in `window`.
     fn set_window(&self, window: Window) -> Result;
     /// Sends the events kept while the bus had no room. Any context.
@@ -241,9 +242,9 @@ pub unsafe fn remove_all<H: Host>(bus: *mut raw::vmsg_bus) {
 /// # Safety
 ///
 /// `bus` is a live instance of [`register::<H>`].
-pub unsafe fn break_all<H: Host>(bus: *mut raw::vmsg_bus) {
+pub unsafe fn break_all<H: Host>(bus: *mut raw::vmsg_bus, gone: bool) {
     // SAFETY: Guaranteed by the caller.
-    unsafe { instance::<H>(bus) }.host.break_all()
+    unsafe { instance::<H>(bus) }.host.break_all(gone)
 }
 
 /// Implements `vmsg_bus_set_window`.
@@ -367,9 +368,10 @@ macro_rules! export_bus_host {
         #[no_mangle]
         pub(crate) unsafe extern "C" fn vmsg_bus_break_all(
             bus: *mut $crate::vmsg::bus_host::RawBus,
+            gone: bool,
         ) {
             // SAFETY: The caller follows the contract of `virtio_msg_bus.h`.
-            unsafe { $crate::vmsg::bus_host::break_all::<$host>(bus) }
+            unsafe { $crate::vmsg::bus_host::break_all::<$host>(bus, gone) }
         }
 
         /// See `vmsg_bus_set_window` in `virtio_msg_bus.h`.

@@ -68,9 +68,10 @@ void vmsg_bus_remove_all(struct vmsg_bus *bus);
 /*
  * Marks every device of the instance broken: the bus can no longer reach
  * the device side. Their drivers' requests fail at once from then on
- * instead of being queued. Process context.
+ * instead of being queued. @gone: the device side said it is going away
+ * (not an error; logged as information). Process context.
  */
-void vmsg_bus_break_all(struct vmsg_bus *bus);
+void vmsg_bus_break_all(struct vmsg_bus *bus, bool gone);
 /*
  * Unregisters the instance (removing any device left). No op is called
  * after it returns, and the bus must not call vmsg_bus_receive() once it

@@ -82,29 +82,30 @@ stat_of() { sed -n "s/^$2: //p" "$1"; }
 pattern() { yes "blk $(printf %06d "$1") round $(printf %04d "$2") vmsg" | head -c 4096; }
 
 # Writes 4 KiB blocks $2 .. $2+$3-1 of disk /dev/$1, round after round, each
-# with O_DIRECT and an fsync, until /tmp/w.stop exists. Every write dd
-# reports done appends "UPTIME BLOCK ROUND" to /tmp/w.acked, every failed one
-# to /tmp/w.failed; /tmp/w.cur names the write under way.
+# with O_DIRECT and an fsync, until /tmp/w.stop exists or the disk is gone.
+# Every write dd reports done appends "UPTIME BLOCK ROUND" to /tmp/w.acked,
+# every failed one to /tmp/w.failed (appends of one line: several writers may
+# share them); /tmp/w.cur$2 names the write under way.
 writer() {
-	wr=1
+	r=1
 	while :; do
-		wb=0
-		while [ $wb -lt "$3" ]; do
+		b=0
+		while [ $b -lt "$3" ]; do
 			[ -e /tmp/w.stop ] && return 0
 			# Once the disk is gone, dd would create /dev/$1 as a file.
 			[ -b "/dev/$1" ] || return 0
-			blk=$(($2 + wb))
-			pattern $blk $wr >/tmp/w.blk
-			echo "$blk $wr" >/tmp/w.cur
-			if dd if=/tmp/w.blk of="/dev/$1" bs=4096 seek=$blk count=1 oflag=direct \
-				conv=notrunc,fsync 2>/tmp/w.err; then
-				echo "$(now) $blk $wr" >>/tmp/w.acked
+			blk=$(($2 + b))
+			pattern $blk $r >"/tmp/w.blk$2"
+			echo "$blk $r" >"/tmp/w.cur$2"
+			if dd if="/tmp/w.blk$2" of="/dev/$1" bs=4096 seek=$blk count=1 oflag=direct \
+				conv=notrunc,fsync 2>"/tmp/w.err$2"; then
+				echo "$(now) $blk $r" >>/tmp/w.acked
 			else
-				echo "$(now) $blk $wr $(tr '\n' ' ' </tmp/w.err)" >>/tmp/w.failed
+				echo "$(now) $blk $r $(tr '\n' ' ' <"/tmp/w.err$2")" >>/tmp/w.failed
 			fi
-			wb=$((wb + 1))
+			b=$((b + 1))
 		done
-		wr=$((wr + 1))
+		r=$((r + 1))
 	done
 }
 
@@ -166,30 +167,6 @@ blk_disk() {
 	return 1
 }
 
-# Like writer, for start_parallel_writers: blocks $2 .. $2+$3-1 of /dev/$1,
-# logging to the shared /tmp/w.acked and /tmp/w.failed (appends of one line).
-one_writer() {
-	r=1
-	while :; do
-		b=0
-		while [ $b -lt "$3" ]; do
-			[ -e /tmp/w.stop ] && return 0
-			# Once the disk is gone, dd would create /dev/$1 as a file.
-			[ -b "/dev/$1" ] || return 0
-			blk=$(($2 + b))
-			pattern $blk $r >"/tmp/w.blk$2"
-			if dd if="/tmp/w.blk$2" of="/dev/$1" bs=4096 seek=$blk count=1 oflag=direct \
-				conv=notrunc,fsync 2>"/tmp/w.err$2"; then
-				echo "$(now) $blk $r" >>/tmp/w.acked
-			else
-				echo "$(now) $blk $r $(tr '\n' ' ' <"/tmp/w.err$2")" >>/tmp/w.failed
-			fi
-			b=$((b + 1))
-		done
-		r=$((r + 1))
-	done
-}
-
 # Starts $3 writers on the virtio-blk disk, writer j on blocks $1+j*$2 ..
 # $1+(j+1)*$2-1 (O_DIRECT, fsync), their pids in $pids, and waits until ten
 # writes are acknowledged.
@@ -201,7 +178,7 @@ start_parallel_writers() {
 	while [ $j -lt "$3" ]; do
 		(
 			exec >/dev/null 2>&1 </dev/null
-			one_writer "$disk" $(($1 + j * $2)) "$2"
+			writer "$disk" $(($1 + j * $2)) "$2"
 		) &
 		pids="$pids $!"
 		j=$((j + 1))

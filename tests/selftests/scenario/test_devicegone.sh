@@ -28,7 +28,7 @@ missed_ping() { dmesg | grep -q 'virtio_msg_shm: device side missed a PING'; }
 notices() {
 	wait_for 60 stuck || { echo "# writes still acknowledged: $(acked)"; return 1; }
 	wait_for 30 missed_ping || { echo "# no missed PING logged"; return 1; }
-	echo "# $(acked) write(s) acknowledged; in flight: block $(cut -d' ' -f1 /tmp/w.cur) round $(cut -d' ' -f2 /tmp/w.cur)"
+	echo "# $(acked) write(s) acknowledged; in flight: block $(cut -d' ' -f1 /tmp/w.cur$base) round $(cut -d' ' -f2 /tmp/w.cur$base)"
 }
 
 # The transport marks a device broken when a request for it fails; reading
@@ -52,7 +52,7 @@ new_write_fails() {
 
 # Blocks acknowledged before the kill; the one in flight may hold either round.
 image_holds_acked() {
-	set -- $(cat /tmp/w.cur)
+	set -- $(cat /tmp/w.cur$base)
 	rounds=$(acked_rounds $base $n | awk -F, -v cur=$(($1 - base)) -v r="$2" \
 		'{ for (i = 1; i <= NF; i++) printf "%s%s", (i > 1 ? "," : ""), (i - 1 == cur ? $i "/" r : $i) }')
 	echo "# rounds: $rounds"

@@ -35,7 +35,7 @@ start_writers() {
 	wait_for 10 test -b "/dev/$disk2" || { echo "# no /dev/$disk2"; return 1; }
 	(
 		exec >/dev/null 2>&1 </dev/null
-		one_writer "$disk2" 1024 $per
+		writer "$disk2" 1024 $per
 	) &
 	pids="$pids $!"
 	(

@@ -924,9 +924,10 @@ impl Server {
             return;
         }
         let mut out = Vec::new();
-        let was_up = self.bus.negotiated().is_some();
         self.bus.handle(bytes, &mut out);
-        if !was_up && self.bus.negotiated().is_some() {
+        // At the first kick: the driver side has devices up by then, so that the flood
+        // reaches its device add/remove path rather than a bus still coming up.
+        if notification && self.bus.negotiated().is_some() {
             if let Some(count) = self.faults.device_event_flood() {
                 log::warn!("fault device-event-flood: {count} bogus EVENT_DEVICE pairs");
                 self.bus.device_event_flood(count, &mut out);

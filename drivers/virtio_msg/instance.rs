@@ -176,7 +176,7 @@ impl<B: BusLink> Instance<B> {
     }
 
     /// Removes device `dev_num`, which the device side removed: its driver is unbound before
-    /// this returns, without messages to the device.
+    /// this returns, its reset being the last message to the device.
     pub(crate) fn remove_device(&self, dev_num: u16) -> Result {
         let _changing = self.changes.lock();
         let slot = self.slot(dev_num).ok_or(ENOENT)?;
@@ -186,10 +186,17 @@ impl<B: BusLink> Instance<B> {
         // request time out instead, which breaks the device: bounded by one request timeout.
         pr_info!("device {dev_num}: removed by the device side\n");
         slot.device.set_removing();
+        self.unregister(&slot);
+        Ok(())
+    }
+
+    /// Unregisters `slot`'s device, whose driver is removed meanwhile while events still reach
+    /// it, then takes it out of the lookup table.
+    fn unregister(&self, slot: &Slot<B>) {
+        let dev_num = slot.device.dev_num();
         slot.registration.unregister();
         slot.device.stats.log(dev_num);
         self.take(dev_num);
-        Ok(())
     }
 
     /// Removes every device, last added first. Each stays reachable by events until its driver
@@ -201,10 +208,7 @@ impl<B: BusLink> Instance<B> {
             let Some(slot) = last else {
                 break;
             };
-            let dev_num = slot.device.dev_num();
-            slot.registration.unregister();
-            slot.device.stats.log(dev_num);
-            self.take(dev_num);
+            self.unregister(&slot);
         }
     }
 

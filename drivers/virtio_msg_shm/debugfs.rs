@@ -50,11 +50,7 @@ fn write_stats(link: &Arc<ShmLink>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "broken: {}", link.is_broken())?;
     writeln!(f, "detached: {}", link.is_detached())?;
     writeln!(f, "sent: {}", get(&s.sent))?;
-    writeln!(
-        f,
-        "received: {}",
-        get(&s.received_in_irq) + get(&s.received_in_thread) + get(&s.received_by_poll)
-    )?;
+    writeln!(f, "received: {}", s.received())?;
     writeln!(f, "received_in_irq: {}", get(&s.received_in_irq))?;
     writeln!(f, "received_in_thread: {}", get(&s.received_in_thread))?;
     writeln!(f, "received_by_poll: {}", get(&s.received_by_poll))?;

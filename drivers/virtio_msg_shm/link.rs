@@ -158,6 +158,14 @@ pub(crate) struct Stats {
     pub(crate) recoveries: AtomicU64,
 }
 
+impl Stats {
+    /// Messages taken from the to-driver ring, in whichever context.
+    pub(crate) fn received(&self) -> u64 {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        get(&self.received_in_irq) + get(&self.received_in_thread) + get(&self.received_by_poll)
+    }
+}
+
 /// A shared-memory bus instance.
 #[pin_data]
 pub(crate) struct ShmLink {
@@ -351,7 +359,7 @@ impl ShmLink {
         pr_info!(
             "sent {} received {} ({} in IRQ, {} in thread, {} by poll) dropped {} timeouts {} doorbells {} events blocked {} recoveries {}\n",
             get(&s.sent),
-            get(&s.received_in_irq) + get(&s.received_in_thread) + get(&s.received_by_poll),
+            s.received(),
             get(&s.received_in_irq),
             get(&s.received_in_thread),
             get(&s.received_by_poll),
@@ -443,9 +451,7 @@ impl ShmLink {
     /// interrupts disabled waiting for the device side (virtio_console's __send_to_port()
     /// does), while the device side waits for room in the to-driver ring.
     pub(crate) fn poll(self: &Arc<Self>) {
-        while let Ok(Drained::BudgetSpent) = self.drain(THREAD_BATCH, &self.stats.received_by_poll)
-        {
-        }
+        self.drain_all(&self.stats.received_by_poll);
         self.events_blocked.store(false, Ordering::Release);
         self.tell_transport_to_resume();
     }
@@ -651,6 +657,12 @@ impl ShmLink {
         })
     }
 
+    /// Drains the to-driver ring in batches of `THREAD_BATCH`, so that interrupts are not kept
+    /// disabled for a whole flood, counting what it took in `taken`. Process context.
+    fn drain_all(self: &Arc<Self>, taken: &AtomicU64) {
+        while let Ok(Drained::BudgetSpent) = self.drain(THREAD_BATCH, taken) {}
+    }
+
     /// Waits (bounded by the request timeout from `start`) for a free request slot; returns its
     /// index and token.
     fn claim_slot(&self, start: &Instant<Monotonic>) -> Result<(usize, u16)> {
@@ -788,11 +800,8 @@ impl ThreadedHandler for RxHandler {
     }
 
     fn handle_threaded(&self, _dev: &kernel::device::Device<kernel::device::Bound>) -> IrqReturn {
-        // In batches, so that interrupts are not kept disabled for a whole flood.
         let link = &self.0;
-        while let Ok(Drained::BudgetSpent) =
-            link.drain(THREAD_BATCH, &link.stats.received_in_thread)
-        {}
+        link.drain_all(&link.stats.received_in_thread);
         link.resume_events();
         IrqReturn::Handled
     }

@@ -14,6 +14,7 @@ pub mod codec;
 mod codec_kunit;
 pub mod errno;
 pub mod ffi;
+pub mod gate;
 // Generated code: which items are unused depends on the module crate that includes it, so
 // `allow` rather than `expect`.
 #[allow(

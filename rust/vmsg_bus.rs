@@ -8,6 +8,7 @@ pub mod bus;
 pub mod codec;
 pub mod errno;
 pub mod ffi;
+pub mod gate;
 // Generated code: which items are unused depends on the module crate that includes it, so
 // `allow` rather than `expect`.
 #[allow(

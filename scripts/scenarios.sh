@@ -194,7 +194,8 @@ EOF
 # Runs in the background while the guest runs: answers each "# vmsg-host
 # REQUEST" line of the guest's test output once, logging
 # "request|command|answer" to control.log ("add blk" adds a disk on the
-# scenario's image; "remove KIND" removes the device the last add added).
+# scenario's image; "remove KIND" removes the device the last add added;
+# "flood N MS" is passed to vmsg-device's control socket as it is).
 serve_guest_requests() {
 	local handled=0 added= req cmd answer reqs
 	while :; do
@@ -205,6 +206,7 @@ serve_guest_requests() {
 			case $req in
 			"add blk") cmd="add blk:path=$disk" ;;
 			"add "*) cmd=$req ;;
+			"flood "*) cmd=$req ;;
 			"remove "*) cmd="remove $added" ;;
 			kill-device | stop-device | start-device | "restart-device "* | "check-image "*)
 				if [ -z "$split" ]; then

@@ -50,7 +50,7 @@ impl Host for BusHost {
         KBox::pin_init(
             try_pin_init!(Self {
                 parent,
-                instance <- Instance::new(link, dir),
+                instance <- Instance::new(link, dir, *crate::module_parameters::max_devices.value()),
             }),
             GFP_KERNEL,
         )

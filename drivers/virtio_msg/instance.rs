@@ -13,6 +13,7 @@ use crate::{
         window_memory::MIN_WINDOW_SIZE,
     },
 };
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
     debugfs::{Dir, File},
     new_mutex,
@@ -49,17 +50,23 @@ pub(crate) struct Instance<B: BusLink> {
     /// that is still being added.
     #[pin]
     changes: Mutex<()>,
+    /// Devices the instance may have at once; more are refused with ENOSPC.
+    max_devices: usize,
+    /// Whether a refusal for `max_devices` was logged: only the first is.
+    refusal_logged: AtomicBool,
 }
 
 impl<B: BusLink> Instance<B> {
-    /// Creates an instance with no devices.
-    pub(crate) fn new(link: Arc<B>, dir: Dir) -> impl PinInit<Self, Error> {
+    /// Creates an instance with no devices, which may have up to `max_devices` at once.
+    pub(crate) fn new(link: Arc<B>, dir: Dir, max_devices: u32) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             link,
             dir,
             window: SetOnce::new(),
             slots <- crate::new_irq_spinlock!(KVec::new(), c"virtio_msg_instance_slots"),
             changes <- new_mutex!(()),
+            max_devices: max_devices as usize,
+            refusal_logged: AtomicBool::new(false),
         })
     }
 
@@ -124,6 +131,17 @@ impl<B: BusLink> Instance<B> {
         let _changing = self.changes.lock();
         if self.slot(dev_num).is_some() {
             return Err(EEXIST);
+        }
+        let count = self.slots.lock().len();
+        if count >= self.max_devices {
+            // Each device costs memory and bring-up time: a device side announcing thousands
+            // is refused past the limit rather than trusted.
+            if !self.refusal_logged.swap(true, Ordering::Relaxed) {
+                pr_warn!(
+                    "device {dev_num} refused: the bus instance has {count} devices, the most max_devices allows; further refusals are not logged\n"
+                );
+            }
+            return Err(ENOSPC);
         }
         let Some(device) = MsgDevice::probe(self.link.clone(), dev_num)? else {
             return Ok(());

@@ -23,6 +23,17 @@ fn setup(max_msg_size: u16) -> Result<(Arc<FakeBus>, Arc<MsgDevice<FakeBus>>, Re
     Ok((bus, dev, reg))
 }
 
+/// An instance of the transport on the fake bus.
+type TestInstance = Pin<KBox<Instance<FakeBus>>>;
+
+/// A fake bus and an instance on it that may have `max_devices` devices.
+fn instance_with(max_devices: u32) -> Result<(Arc<FakeBus>, TestInstance)> {
+    let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
+    let dir = kernel::debugfs::Dir::new(c"virtio_msg-test");
+    let instance = KBox::pin_init(Instance::new(bus.clone(), dir, max_devices), GFP_KERNEL)?;
+    Ok((bus, instance))
+}
+
 #[kunit_tests(virtio_msg_transport)]
 mod tests {
     use super::*;
@@ -204,11 +215,7 @@ mod tests {
 
     #[test]
     fn removal_of_a_device_the_device_side_forgot_completes() -> Result {
-        let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
-        let instance = KBox::pin_init(
-            Instance::new(bus.clone(), kernel::debugfs::Dir::new(c"virtio_msg-test")),
-            GFP_KERNEL,
-        )?;
+        let (bus, instance) = instance_with(64)?;
         instance.add_device(None, 4)?;
         // The device side has forgotten the device: any message times out. The removal still
         // completes, and the number is free again.
@@ -334,11 +341,7 @@ mod tests {
 
     #[test]
     fn registration_resets_and_acknowledges() -> Result {
-        let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
-        let instance = KBox::pin_init(
-            Instance::new(bus.clone(), kernel::debugfs::Dir::new(c"virtio_msg-test")),
-            GFP_KERNEL,
-        )?;
+        let (bus, instance) = instance_with(64)?;
         instance.add_device(None, 7)?;
         assert_eq!(instance.add_device(None, 7), Err(EEXIST));
         // The virtio core resets a new device, then sets ACKNOWLEDGE.
@@ -350,13 +353,45 @@ mod tests {
     }
 
     #[test]
+    fn gate_turns_calls_away_once_closed() -> Result {
+        use crate::vmsg::gate::Gate;
+        let gate = Gate::new();
+        let first = gate.enter();
+        let second = gate.enter();
+        assert!(first.is_some() && second.is_some());
+        drop(first);
+        drop(second);
+        // No call inside: closing does not wait.
+        gate.close();
+        assert!(gate.is_closed());
+        assert!(gate.enter().is_none());
+        // Idempotent, and still closed.
+        gate.close();
+        assert!(gate.enter().is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn devices_beyond_the_limit_are_refused() -> Result {
+        let (bus, instance) = instance_with(2)?;
+        instance.add_device(None, 1)?;
+        instance.add_device(None, 2)?;
+        let asked = bus.requests.load(Ordering::Relaxed);
+        assert_eq!(instance.add_device(None, 3), Err(ENOSPC));
+        // Refused before a single message to the device side.
+        assert_eq!(bus.requests.load(Ordering::Relaxed), asked);
+        assert!(instance.slot(3).is_none());
+        // A freed place can be taken again.
+        instance.remove_device(2)?;
+        instance.add_device(None, 3)?;
+        instance.remove_all();
+        Ok(())
+    }
+
+    #[test]
     fn events_for_unknown_devices_or_queues_are_dropped() -> Result {
         use crate::vmsg::codec::{transport::TransportMessage, Frame};
-        let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
-        let instance = KBox::pin_init(
-            Instance::new(bus.clone(), kernel::debugfs::Dir::new(c"virtio_msg-test")),
-            GFP_KERNEL,
-        )?;
+        let (_bus, instance) = instance_with(64)?;
         instance.add_device(None, 1)?;
         let codec = crate::link::transport_codec(&instance.link().terms());
         let mut buf = [0u8; 32];

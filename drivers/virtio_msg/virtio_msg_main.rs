@@ -42,6 +42,10 @@ module! {
             default: 5000,
             description: "How long a virtqueue kick made with interrupts disabled waits for room on a full bus, in ms, before its virtqueue fails (other kicks are kept and sent later)",
         },
+        max_devices: u32 {
+            default: 64,
+            description: "Devices one bus instance may have at once; further ones its device side announces are refused (ENOSPC), the first refusal logged",
+        },
         reset_timeout_ms: u32 {
             default: 1000,
             description: "How long a device may take to report status 0 after a reset, in ms",

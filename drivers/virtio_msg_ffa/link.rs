@@ -196,6 +196,10 @@ pub(crate) struct Link<P: Partition> {
     /// which needs the poll work for its events).
     #[pin]
     dev_events: Mutex<KVec<(u16, DeviceState)>>,
+    /// Devices GET_DEVICES listed, added by `dev_work` before the events: the probe of the
+    /// bus device waits for no device's bring-up.
+    #[pin]
+    listed: Mutex<KVec<u16>>,
     #[pin]
     dev_work: Work<Link<P>, DEV_WORK>,
     /// The transport side, once registered.
@@ -242,6 +246,7 @@ impl<P: Partition> Link<P> {
                 tx_work <- new_work!("virtio_msg_ffa::tx"),
                 poll_work <- new_delayed_work!("virtio_msg_ffa::poll"),
                 dev_events <- new_mutex!(dev_events),
+                listed <- new_mutex!(KVec::new()),
                 dev_work <- new_work!("virtio_msg_ffa::dev"),
                 registration <- new_mutex!(None),
                 areas <- new_mutex!(KVec::new()),
@@ -491,6 +496,12 @@ impl<P: Partition> Link<P> {
         }
     }
 
+    /// Has `devices` (listed by GET_DEVICES) added by the device work item.
+    pub(crate) fn add_devices_later(self: &Arc<Self>, devices: KVec<u16>) {
+        *self.listed.lock() = devices;
+        let _ = system_dfl().enqueue::<Arc<Self>, DEV_WORK>(self.clone());
+    }
+
     fn queue_device_event(self: &Arc<Self>, dev_num: u16, state: DeviceState) -> Result {
         self.dev_events
             .lock()
@@ -546,6 +557,7 @@ impl<P: Partition> Link<P> {
         }
         self.tx.lock().clear();
         self.dev_events.lock().clear();
+        self.listed.lock().clear();
     }
 
     /// Logs the instance's counters.
@@ -636,13 +648,11 @@ impl<P: Partition> WorkItem<DEV_WORK> for Link<P> {
 
     fn run(this: Arc<Link<P>>) {
         loop {
-            let next = {
-                let mut queue = this.dev_events.lock();
-                if queue.is_empty() {
-                    None
-                } else {
-                    queue.remove(0).ok()
-                }
+            // Listed devices first: the events came after the listing.
+            let listed = this.listed.lock().remove(0).ok();
+            let next = match listed {
+                Some(dev_num) => Some((dev_num, DeviceState::Added)),
+                None => this.dev_events.lock().remove(0).ok(),
             };
             let Some((dev_num, state)) = next else {
                 return;
@@ -657,8 +667,20 @@ impl<P: Partition> WorkItem<DEV_WORK> for Link<P> {
                 DeviceState::Added => reg.add_device(dev_num),
                 DeviceState::Removed => reg.remove_device(dev_num),
             };
-            if let Err(e) = result {
-                pr_warn!("device {dev_num} {state:?}: {e:?}\n");
+            match result {
+                Ok(()) => {}
+                // The transport logged why; the rest would be refused too.
+                Err(ENOSPC) if listed.is_some() => {
+                    let left = core::mem::take(&mut *this.listed.lock());
+                    pr_warn!(
+                        "{} more device(s) listed by the partition not added\n",
+                        left.len()
+                    );
+                }
+                Err(e) if listed.is_some() => {
+                    pr_warn!("device {dev_num} could not be added: {e:?}\n")
+                }
+                Err(e) => pr_warn!("device {dev_num} {state:?}: {e:?}\n"),
             }
         }
     }

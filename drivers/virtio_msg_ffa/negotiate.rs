@@ -242,13 +242,11 @@ impl<P: Partition> Link<P> {
                 );
             }
         }
-        self.set_registration(Some(registration.clone()));
+        self.set_registration(Some(registration));
         self.start_events(mode);
-        for &dev_num in devices.iter() {
-            if let Err(e) = registration.add_device(dev_num) {
-                pr_warn!("device {dev_num} could not be added: {e:?}\n");
-            }
-        }
+        // In the device work item: devices that never answer, or many of them, keep neither
+        // the probe of the bus device nor its removal waiting.
+        self.add_devices_later(devices);
         Ok(())
     }
 

@@ -54,6 +54,8 @@ fn write_stats(link: &Arc<ShmLink>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "received_in_irq: {}", get(&s.received_in_irq))?;
     writeln!(f, "received_in_thread: {}", get(&s.received_in_thread))?;
     writeln!(f, "received_by_poll: {}", get(&s.received_by_poll))?;
+    writeln!(f, "received_in_work: {}", get(&s.received_in_work))?;
+    writeln!(f, "rx_deferred: {}", get(&s.rx_deferred))?;
     writeln!(f, "dropped: {}", get(&s.dropped))?;
     writeln!(f, "timeouts: {}", get(&s.timeouts))?;
     writeln!(f, "doorbells: {}", get(&s.doorbells))?;

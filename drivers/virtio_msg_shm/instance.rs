@@ -49,8 +49,8 @@ impl Instance {
         &self.parent
     }
 
-    /// Negotiates, discovers and registers the devices with the transport. The link must be
-    /// attached. On failure nothing stays registered.
+    /// Negotiates, discovers, registers the instance with the transport and has the devices
+    /// added. The link must be attached. On failure nothing stays registered.
     pub(crate) fn bring_up(&self) -> Result {
         let link = &self.link;
         let terms = negotiate::negotiate(link, self.our_max)?;
@@ -79,25 +79,24 @@ impl Instance {
                 return Err(e);
             }
         }
-        link.set_registration(registration.clone());
-        for &n in devices.iter() {
-            if let Err(e) = registration.add_device(n) {
-                dev_warn!(self.parent, "device {n} could not be added: {e:?}\n");
-            }
-        }
+        link.set_registration(registration);
+        // In a work item: a device side that lists many devices, or devices that never
+        // answer, keep neither the probe of the bus device nor its removal waiting.
+        link.add_devices_later(devices);
         Ok(())
     }
 
     /// Removes every device and unregisters the instance from the transport. The registration
     /// stays reachable from the receive path until then: removing a disk waits for its requests
     /// in flight, whose used-buffer events must still reach the transport (bus-contract.rst).
-    /// Device work queued meanwhile finds the registration closed, and is waited for.
+    /// Device work meanwhile finds the registration closed, and is waited for; devices listed
+    /// and not added yet are dropped.
     pub(crate) fn tear_down(&self) {
         if let Some(registration) = self.link.registration() {
             registration.unregister();
         }
         drop(self.link.take_registration());
-        self.link.wait_for_work();
+        self.link.wait_for_device_work();
     }
 
     /// Marks every device broken, so that their drivers fail fast rather than queue requests

@@ -6,9 +6,11 @@
 //! The to-driver ring is drained in the hard interrupt handler, as virtio-pci delivers its
 //! vring interrupts: a virtqueue callback runs without waking the interrupt thread first. At
 //! most `rx_budget` messages are taken there per interrupt; the thread drains the rest, so a
-//! device side that floods the ring cannot keep a CPU in interrupt context. Nothing on the
-//! receive path sleeps or allocates: responses land in buffers reserved when the instance
-//! was created.
+//! device side that floods the ring cannot keep a CPU in interrupt context. The thread takes
+//! at most `WAKE_BATCHES` batches per wake-up and leaves the rest to a work item, which
+//! requeues itself batch group by batch group: a device side that keeps the ring full cannot
+//! pin a CPU with the real-time interrupt thread either. Nothing on the receive path sleeps
+//! or allocates: responses land in buffers reserved when the instance was created.
 
 use crate::vmsg::errno::ebadmsg;
 use crate::{
@@ -21,18 +23,20 @@ use crate::{
         },
         sync::{IrqSpinLock, IrqSpinLockBackend},
     },
+    work::{flush_work, system_dfl},
 };
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::{
+    device::Device,
     devres::Devres,
-    io::Io,
+    io::{poll::read_poll_timeout, Io},
     irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
     new_condvar,
     pci::Bar,
     prelude::*,
-    sync::{lock::Guard, Arc, CondVar, CondVarTimeoutResult},
+    sync::{aref::ARef, lock::Guard, Arc, CondVar, CondVarTimeoutResult},
     time::{delay::fsleep, msecs_to_jiffies, Delta, Instant, Monotonic},
-    workqueue,
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
 /// ivshmem BAR0 registers used here.
@@ -41,6 +45,14 @@ const DOORBELL: usize = 12;
 
 /// Messages the interrupt thread drains per hold of the receive lock.
 const THREAD_BATCH: u32 = 64;
+
+/// Batches the interrupt thread, a run of the receive work item or a poll takes before it
+/// leaves the rest to the receive work item.
+const WAKE_BATCHES: u32 = 4;
+
+/// Work item ids of [`ShmLink`].
+const DEV_WORK: u64 = 1;
+const RX_WORK: u64 = 2;
 
 /// Requests in flight at once per bus instance; more wait for a free slot.
 const MAX_IN_FLIGHT: usize = 32;
@@ -59,11 +71,11 @@ struct DeviceNews {
     removed_on_the_way: bool,
 }
 
-/// The news waiting for the device work item, and whether one is queued or running: one at a
-/// time, so that the news of one number are applied in order.
-struct DeviceNewsQueue {
+/// What the device work item has to do: the devices GET_DEVICES listed, added first, then the
+/// EVENT_DEVICE news since.
+struct DeviceWork {
+    listed: KVec<u16>,
     news: KVec<DeviceNews>,
-    worker: bool,
 }
 
 /// Where a request slot stands.
@@ -145,6 +157,11 @@ pub(crate) struct Stats {
     /// Messages the PING loop's periodic poll took (an interrupt that did not come or could
     /// not run: its CPU spinning with interrupts disabled, say).
     pub(crate) received_by_poll: AtomicU64,
+    /// Messages the receive work item took: those beyond what one wake-up of the interrupt
+    /// thread or one poll may take.
+    pub(crate) received_in_work: AtomicU64,
+    /// Wake-ups of the interrupt thread that left messages to the receive work item.
+    pub(crate) rx_deferred: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) doorbells: AtomicU64,
@@ -162,13 +179,18 @@ impl Stats {
     /// Messages taken from the to-driver ring, in whichever context.
     pub(crate) fn received(&self) -> u64 {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        get(&self.received_in_irq) + get(&self.received_in_thread) + get(&self.received_by_poll)
+        get(&self.received_in_irq)
+            + get(&self.received_in_thread)
+            + get(&self.received_by_poll)
+            + get(&self.received_in_work)
     }
 }
 
 /// A shared-memory bus instance.
 #[pin_data]
 pub(crate) struct ShmLink {
+    /// The PCI device, for log lines.
+    parent: ARef<Device>,
     regs: Devres<Bar<'static, REGS_SIZE>>,
     shm: Devres<Bar<'static>>,
     layout: Layout,
@@ -193,11 +215,18 @@ pub(crate) struct ShmLink {
     broken: AtomicBool,
     /// Set while detached: the device side may be resetting the rings under us.
     detached: AtomicBool,
-    /// Device add/remove work items queued and not finished; removal waits for them.
-    works: AtomicU32,
-    /// EVENT_DEVICE news for the device work item, at most one entry per device number.
+    /// Devices to add and EVENT_DEVICE news (at most one entry per device number) for
+    /// `dev_work`.
     #[pin]
-    device_news: IrqSpinLock<DeviceNewsQueue>,
+    device_work: IrqSpinLock<DeviceWork>,
+    /// Adds and removes devices (adding one probes its driver, which waits for responses).
+    #[pin]
+    dev_work: Work<ShmLink, DEV_WORK>,
+    /// Drains what the interrupt thread or a poll left in the to-driver ring.
+    #[pin]
+    rx_work: Work<ShmLink, RX_WORK>,
+    /// Set at the end: the work items queue nothing more.
+    stopped: AtomicBool,
     /// Set when an event found the to-device ring full: the transport kept it, and is told
     /// to send it again once the ring may have room (`resume_events`).
     events_blocked: AtomicBool,
@@ -210,6 +239,7 @@ impl ShmLink {
     /// Responses longer than `max_response` bytes are dropped: the negotiated maximum message
     /// size never exceeds what this driver proposes.
     pub(crate) fn new(
+        parent: ARef<Device>,
         regs: Devres<Bar<'static, REGS_SIZE>>,
         shm: Devres<Bar<'static>>,
         layout: Layout,
@@ -231,6 +261,7 @@ impl ShmLink {
         }
         Arc::pin_init(
             try_pin_init!(Self {
+                parent,
                 regs,
                 shm,
                 layout,
@@ -249,14 +280,16 @@ impl ShmLink {
                 registration <- crate::new_irq_spinlock!(None, c"virtio_msg_shm_registration"),
                 broken: AtomicBool::new(false),
                 detached: AtomicBool::new(true),
-                works: AtomicU32::new(0),
-                device_news <- crate::new_irq_spinlock!(
-                    DeviceNewsQueue {
+                device_work <- crate::new_irq_spinlock!(
+                    DeviceWork {
+                        listed: KVec::new(),
                         news: device_news,
-                        worker: false
                     },
-                    c"virtio_msg_shm_device_news"
+                    c"virtio_msg_shm_device_work"
                 ),
+                dev_work <- new_work!("virtio_msg_shm::dev"),
+                rx_work <- new_work!("virtio_msg_shm::rx"),
+                stopped: AtomicBool::new(false),
                 events_blocked: AtomicBool::new(false),
                 stats: Stats::default(),
             }),
@@ -342,14 +375,15 @@ impl ShmLink {
         self.wait_device_state(|s| s != region::DEVICE_READY)
     }
 
+    /// Waits up to 5 s for the device side's state to satisfy `ok`.
     fn wait_device_state(&self, ok: impl Fn(u32) -> bool) -> Result {
-        for _ in 0..500 {
-            if ok(self.with_shm(region::device_state)?) {
-                return Ok(());
-            }
-            fsleep(Delta::from_millis(10));
-        }
-        Err(ETIMEDOUT)
+        read_poll_timeout(
+            || self.with_shm(region::device_state),
+            |state: &u32| ok(*state),
+            Delta::from_millis(10),
+            Delta::from_secs(5),
+        )
+        .map(|_| ())
     }
 
     /// Logs the instance's counters.
@@ -357,12 +391,13 @@ impl ShmLink {
         let s = &self.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         pr_info!(
-            "sent {} received {} ({} in IRQ, {} in thread, {} by poll) dropped {} timeouts {} doorbells {} events blocked {} recoveries {}\n",
+            "sent {} received {} ({} in IRQ, {} in thread, {} by poll, {} in work) dropped {} timeouts {} doorbells {} events blocked {} recoveries {}\n",
             get(&s.sent),
             s.received(),
             get(&s.received_in_irq),
             get(&s.received_in_thread),
             get(&s.received_by_poll),
+            get(&s.received_in_work),
             get(&s.dropped),
             get(&s.timeouts),
             get(&s.doorbells),
@@ -371,11 +406,44 @@ impl ShmLink {
         );
     }
 
-    /// Waits for the device add/remove work items queued so far. Their closures may still be
-    /// returning (dropping their reference) when this returns.
-    pub(crate) fn wait_for_work(&self) {
-        while self.works.load(Ordering::Acquire) != 0 {
-            fsleep(Delta::from_millis(1));
+    /// Waits for the device work queued so far, and drops what it had not done yet: the
+    /// registration it was for is gone. May sleep.
+    pub(crate) fn wait_for_device_work(&self) {
+        flush_work(&self.dev_work);
+        let mut queue = self.device_work.lock();
+        queue.listed.clear();
+        queue.news.clear();
+    }
+
+    /// Adds `devices` (listed by GET_DEVICES) in the device work item, so that the probe of
+    /// the bus device, and its removal, wait for no device's bring-up.
+    pub(crate) fn add_devices_later(self: &Arc<Self>, devices: KVec<u16>) {
+        self.device_work.lock().listed = devices;
+        self.queue_device_work();
+    }
+
+    fn queue_device_work(self: &Arc<Self>) {
+        if !self.stopped.load(Ordering::Acquire) {
+            // Already queued: that run takes this too.
+            let _ = system_dfl().enqueue::<Arc<Self>, DEV_WORK>(self.clone());
+        }
+    }
+
+    fn queue_rx_work(self: &Arc<Self>) {
+        if !self.stopped.load(Ordering::Acquire) {
+            let _ = system_dfl().enqueue::<Arc<Self>, RX_WORK>(self.clone());
+        }
+    }
+
+    /// Stops the work items and waits for them. Called once the interrupt is freed and the
+    /// PING loop stopped, the only other sources of work. May sleep.
+    pub(crate) fn stop_work(&self) {
+        self.stopped.store(true, Ordering::Release);
+        // A run that started before `stopped` may queue itself once more; the second round
+        // waits for that one, which sees `stopped`.
+        for _ in 0..2 {
+            flush_work(&self.rx_work);
+            flush_work(&self.dev_work);
         }
     }
 
@@ -451,7 +519,9 @@ impl ShmLink {
     /// interrupts disabled waiting for the device side (virtio_console's __send_to_port()
     /// does), while the device side waits for room in the to-driver ring.
     pub(crate) fn poll(self: &Arc<Self>) {
-        self.drain_all(&self.stats.received_by_poll);
+        if self.drain_some(&self.stats.received_by_poll) {
+            self.queue_rx_work();
+        }
         self.events_blocked.store(false, Ordering::Release);
         self.tell_transport_to_resume();
     }
@@ -510,8 +580,8 @@ impl ShmLink {
         let Message::Bus(BusMessage::EventDevice { dev_num, state }) = frame.message else {
             return Err(ebadmsg());
         };
-        let spawn = {
-            let mut queue = self.device_news.lock();
+        {
+            let mut queue = self.device_work.lock();
             if let Some(n) = queue.news.iter_mut().find(|n| n.dev_num == dev_num) {
                 n.removed_on_the_way |= state == DeviceState::Removed;
                 n.state = state;
@@ -530,67 +600,74 @@ impl ShmLink {
                         EBUSY
                     })?;
             }
-            !core::mem::replace(&mut queue.worker, true)
-        };
-        // One work item at a time: it takes every news queued until it finds none.
-        if spawn {
-            self.spawn_device_work()?;
         }
+        self.queue_device_work();
         Ok(())
     }
 
-    fn spawn_device_work(self: &Arc<Self>) -> Result {
-        let this = self.clone();
-        self.works.fetch_add(1, Ordering::AcqRel);
-        workqueue::system_long()
-            .try_spawn(GFP_ATOMIC, move || {
-                this.apply_device_news();
-                this.works.fetch_sub(1, Ordering::AcqRel);
-            })
-            .inspect_err(|_| {
-                self.works.fetch_sub(1, Ordering::AcqRel);
-                // Nothing will take the news: drop them, so that the next event spawns again.
-                let mut queue = self.device_news.lock();
-                queue.news.clear();
-                queue.worker = false;
-            })
-            .map_err(|_| ENOMEM)
-    }
-
-    /// Adds and removes devices as the EVENT_DEVICE news say, until there are none.
-    fn apply_device_news(&self) {
+    /// Adds the devices listed by GET_DEVICES, then applies the EVENT_DEVICE news, until there
+    /// is nothing left. Runs in `dev_work`.
+    fn apply_device_work(&self) {
         loop {
-            let Some(news) = ({
-                let mut queue = self.device_news.lock();
-                if queue.news.is_empty() {
-                    // Under the lock: an event from now on queues a new work item.
-                    queue.worker = false;
-                    None
+            let (listed, news) = {
+                let mut queue = self.device_work.lock();
+                if queue.listed.is_empty() {
+                    (None, queue.news.remove(0).ok())
                 } else {
-                    queue.news.remove(0).ok()
+                    (queue.listed.remove(0).ok(), None)
                 }
-            }) else {
-                return;
             };
+            if (listed.is_none() && news.is_none()) || self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            // Torn down, or not registered yet: news for no registration are dropped (a
+            // new registration starts from its own GET_DEVICES).
             let Some(reg) = self.registration() else {
                 continue;
             };
-            let dev_num = news.dev_num;
-            if news.removed_on_the_way || news.state == DeviceState::Removed {
-                // Removing a number the transport does not have, or from an instance being
-                // torn down (ENODEV: the registration is closed), is no news.
-                match reg.remove_device(dev_num) {
-                    Ok(()) => {}
-                    Err(e) if e == ENOENT || e == ENODEV => {}
-                    Err(e) => self.device_event_failed(dev_num, "removal", e),
-                }
+            if let Some(dev_num) = listed {
+                self.add_listed(&reg, dev_num);
             }
-            if news.state == DeviceState::Added {
-                match reg.add_device(dev_num) {
-                    Ok(()) => {}
-                    Err(e) if e == ENODEV => {}
-                    Err(e) => self.device_event_failed(dev_num, "addition", e),
-                }
+            if let Some(news) = news {
+                self.apply_news(&reg, news);
+            }
+        }
+    }
+
+    /// Adds device `dev_num`, which GET_DEVICES listed.
+    fn add_listed(&self, reg: &BusRegistration<ShmLink>, dev_num: u16) {
+        match reg.add_device(dev_num) {
+            // ENODEV: the instance is being torn down.
+            Ok(()) | Err(ENODEV) => {}
+            Err(ENOSPC) => {
+                // The transport logged why; the rest would be refused too.
+                let left = core::mem::take(&mut self.device_work.lock().listed);
+                dev_warn!(
+                    self.parent,
+                    "{} more device(s) listed by the device side not added\n",
+                    left.len()
+                );
+            }
+            Err(e) => dev_warn!(self.parent, "device {dev_num} could not be added: {e:?}\n"),
+        }
+    }
+
+    /// Applies what EVENT_DEVICE messages said about one device number.
+    fn apply_news(&self, reg: &BusRegistration<ShmLink>, news: DeviceNews) {
+        let dev_num = news.dev_num;
+        if news.removed_on_the_way || news.state == DeviceState::Removed {
+            // Removing a number the transport does not have, or from an instance being torn
+            // down (ENODEV: the registration is closed), is no news.
+            match reg.remove_device(dev_num) {
+                Ok(()) | Err(ENOENT) | Err(ENODEV) => {}
+                Err(e) => self.device_event_failed(dev_num, "removal", e),
+            }
+        }
+        if news.state == DeviceState::Added {
+            // EEXIST: listed by GET_DEVICES and announced as well.
+            match reg.add_device(dev_num) {
+                Ok(()) | Err(ENODEV) | Err(EEXIST) => {}
+                Err(e) => self.device_event_failed(dev_num, "addition", e),
             }
         }
     }
@@ -658,9 +735,15 @@ impl ShmLink {
     }
 
     /// Drains the to-driver ring in batches of `THREAD_BATCH`, so that interrupts are not kept
-    /// disabled for a whole flood, counting what it took in `taken`. Process context.
-    fn drain_all(self: &Arc<Self>, taken: &AtomicU64) {
-        while let Ok(Drained::BudgetSpent) = self.drain(THREAD_BATCH, taken) {}
+    /// disabled for a whole flood, up to `WAKE_BATCHES` of them, counting what it took in
+    /// `taken`. Returns whether messages are left. Process context.
+    fn drain_some(self: &Arc<Self>, taken: &AtomicU64) -> bool {
+        for _ in 0..WAKE_BATCHES {
+            if !matches!(self.drain(THREAD_BATCH, taken), Ok(Drained::BudgetSpent)) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Waits (bounded by the request timeout from `start`) for a free request slot; returns its
@@ -801,8 +884,51 @@ impl ThreadedHandler for RxHandler {
 
     fn handle_threaded(&self, _dev: &kernel::device::Device<kernel::device::Bound>) -> IrqReturn {
         let link = &self.0;
-        link.drain_all(&link.stats.received_in_thread);
+        if link.drain_some(&link.stats.received_in_thread) {
+            // The thread runs at real-time priority: a device side that keeps the ring full
+            // must not pin the CPU. The work item shares it with everything else.
+            link.stats.rx_deferred.fetch_add(1, Ordering::Relaxed);
+            link.queue_rx_work();
+        }
         link.resume_events();
         IrqReturn::Handled
+    }
+}
+
+impl_has_work! {
+    impl HasWork<Self, DEV_WORK> for ShmLink { self.dev_work }
+    impl HasWork<Self, RX_WORK> for ShmLink { self.rx_work }
+}
+
+impl WorkItem<DEV_WORK> for ShmLink {
+    type Pointer = Arc<ShmLink>;
+
+    fn run(this: Arc<ShmLink>) {
+        this.apply_device_work();
+    }
+}
+
+impl WorkItem<RX_WORK> for ShmLink {
+    type Pointer = Arc<ShmLink>;
+
+    fn run(this: Arc<ShmLink>) {
+        if this.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        if this.drain_some(&this.stats.received_in_work) {
+            // Queued behind whatever else waits for a worker.
+            this.queue_rx_work();
+        }
+        this.resume_events();
+    }
+}
+
+/// Stops the link's work items when dropped: after the interrupt, which queues them, is freed,
+/// so that none runs once the module may be gone.
+pub(crate) struct WorkStopper(pub(crate) Arc<ShmLink>);
+
+impl Drop for WorkStopper {
+    fn drop(&mut self) {
+        self.0.stop_work();
     }
 }

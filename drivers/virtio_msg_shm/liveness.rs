@@ -6,12 +6,17 @@
 //! its devices are removed, the driver side detaches and attaches again, and the instance is
 //! brought up anew with whatever devices the device side has by then.
 
-use crate::{instance::Instance, region};
+use crate::{
+    instance::Instance,
+    region,
+    work::{flush_work, system_dfl},
+};
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
     prelude::*,
-    sync::{Arc, Completion},
+    sync::Arc,
     time::{delay::fsleep, Delta},
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
 /// Granularity of the wait between PINGs, so that stopping does not wait a whole interval.
@@ -20,9 +25,23 @@ const STEP_MS: u32 = 50;
 /// The PING and recovery loop of one bus instance, running as a long work item.
 #[pin_data]
 pub(crate) struct Liveness {
+    instance: Arc<Instance>,
+    interval_ms: u32,
     stop: AtomicBool,
     #[pin]
-    stopped: Completion,
+    work: Work<Liveness>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Liveness { self.work }
+}
+
+impl WorkItem for Liveness {
+    type Pointer = Arc<Liveness>;
+
+    fn run(this: Arc<Liveness>) {
+        this.run_loop();
+    }
 }
 
 impl Liveness {
@@ -34,20 +53,17 @@ impl Liveness {
         }
         let this = Arc::pin_init(
             pin_init!(Self {
+                instance,
+                interval_ms,
                 stop: AtomicBool::new(false),
-                stopped <- Completion::new(),
+                work <- new_work!("virtio_msg_shm::liveness"),
             }),
             GFP_KERNEL,
         )?;
-        let worker = this.clone();
         // Unbound: it resends kept kicks, which must not wait for a CPU that spins with
-        // interrupts disabled.
-        crate::work::system_dfl()
-            .try_spawn(GFP_KERNEL, move || {
-                worker.run(&instance, interval_ms);
-                worker.stopped.complete_all();
-            })
-            .map_err(|_| ENOMEM)?;
+        // interrupts disabled. Owned, so that `stop` waits for the whole run (the last
+        // reference dropped included), not for a signal before the end.
+        let _ = system_dfl().enqueue::<Arc<Self>, 0>(this.clone());
         Ok(Some(this))
     }
 
@@ -71,7 +87,8 @@ impl Liveness {
         !self.stop.load(Ordering::Acquire)
     }
 
-    fn run(&self, instance: &Instance, interval_ms: u32) {
+    fn run_loop(&self) {
+        let (instance, interval_ms) = (&*self.instance, self.interval_ms);
         let link = instance.link();
         let mut count: u32 = 0;
         // Failed recovery attempts in a row; only the first is logged.
@@ -96,6 +113,13 @@ impl Liveness {
                 count = count.wrapping_add(1);
                 match crate::negotiate::ping(link, count) {
                     Ok(()) => continue,
+                    // A device side going away answers nothing more: the PING sent just
+                    // before it said so is not a failure.
+                    Err(_) if link.device_state() == Ok(region::DEVICE_GOING_AWAY) => {
+                        instance.go_away();
+                        away = true;
+                        continue;
+                    }
                     Err(e) => link.fail_liveness(e),
                 }
             }
@@ -132,6 +156,6 @@ impl Liveness {
     /// Stops the loop and waits for it (a recovery in progress finishes first).
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
-        self.stopped.wait_for_completion();
+        flush_work(&self.work);
     }
 }

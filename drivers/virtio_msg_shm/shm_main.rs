@@ -28,15 +28,17 @@ mod negotiate;
 mod region;
 
 use instance::Instance;
-use link::{RxHandler, ShmLink, REGS_SIZE};
+use link::{RxHandler, ShmLink, WorkStopper, REGS_SIZE};
 use liveness::Liveness;
 use vmsg::window_memory::{BarMemory, SharedWindow, MIN_WINDOW_SIZE};
 
-/// Per-device state, dropped in field order after `unbind`.
+/// Per-device state, dropped in field order after `unbind`: the interrupt, which queues the
+/// link's work items, before the work items are stopped and waited for.
 struct ShmBus {
     liveness: Option<Arc<Liveness>>,
     instance: Arc<Instance>,
     _irq: Pin<KBox<irq::ThreadedRegistration<RxHandler>>>,
+    _work: WorkStopper,
     _debugfs: debugfs::ShmDebugfs,
     link: Arc<ShmLink>,
 }
@@ -68,7 +70,17 @@ impl ShmDriver {
         let timeout = *module_parameters::request_timeout_ms.value();
         let budget = *module_parameters::rx_budget.value();
         let our_max = (*module_parameters::max_msg_size.value()).min(layout.slot_size);
-        let link = ShmLink::new(regs, shm, layout, timeout, budget, our_max)?;
+        let link = ShmLink::new(
+            pdev.as_ref().into(),
+            regs,
+            shm,
+            layout,
+            timeout,
+            budget,
+            our_max,
+        )?;
+        // Declared before the interrupt: on an error return the interrupt is freed first.
+        let work = WorkStopper(link.clone());
         let debugfs = debugfs::ShmDebugfs::new(pdev.as_ref(), &link)?;
         let msix = pci::IrqTypes::default().with(pci::IrqType::MsiX);
         let vectors = pdev.alloc_irq_vectors(1, 1, msix)?;
@@ -119,6 +131,7 @@ impl ShmDriver {
             liveness,
             instance,
             _irq: irq,
+            _work: work,
             _debugfs: debugfs,
             link,
         })

@@ -11,20 +11,20 @@ use crate::vmsg::{
     },
     errno::eproto,
     ffi::{raw_device, to_c_int},
+    gate::Gate,
     window_memory::WindowMemory,
 };
 use core::{
     ffi::c_void,
     marker::PhantomData,
     ptr::NonNull,
-    sync::atomic::{AtomicBool, AtomicU32, Ordering},
+    sync::atomic::{AtomicBool, Ordering},
 };
 use kernel::{
     error::to_result,
     ffi::{c_int, c_uint},
     prelude::*,
     sync::{Arc, SetOnce},
-    time::{delay::fsleep, Delta},
 };
 
 /// What the transport asks of a bus instance.
@@ -99,15 +99,14 @@ impl<T: BusOps> Table<T> {
 ///
 /// # Invariants
 ///
-/// `raw` is a live instance returned by `vmsg_bus_register` for `ops`, until `unregistered` is
-/// set and `inflight` has drained; `inflight` counts the calls that may still use `raw`.
+/// `raw` is a live instance returned by `vmsg_bus_register` for `ops` while `calls` is open and
+/// for every call inside it; it is unregistered only after `calls` closed.
 pub struct BusRegistration<T: BusOps> {
     raw: NonNull<raw::vmsg_bus>,
     ops: Arc<T>,
     /// Dropped after the instance is unregistered, as the contract requires.
     window: SetOnce<KBox<dyn WindowMemory>>,
-    inflight: AtomicU32,
-    closed: AtomicBool,
+    calls: Gate,
     unregistered: AtomicBool,
 }
 
@@ -137,8 +136,7 @@ impl<T: BusOps> BusRegistration<T> {
             raw,
             ops,
             window: SetOnce::new(),
-            inflight: AtomicU32::new(0),
-            closed: AtomicBool::new(false),
+            calls: Gate::new(),
             unregistered: AtomicBool::new(false),
         })
     }
@@ -150,14 +148,8 @@ impl<T: BusOps> BusRegistration<T> {
 
     /// Runs `f` on the live instance, unless [`BusRegistration::unregister`] closed it.
     fn with_raw(&self, f: impl FnOnce(*mut raw::vmsg_bus) -> c_int) -> Result {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        let r = if self.closed.load(Ordering::SeqCst) {
-            Err(ENODEV)
-        } else {
-            to_result(f(self.raw.as_ptr()))
-        };
-        self.inflight.fetch_sub(1, Ordering::SeqCst);
-        r
+        let _inside = self.calls.enter().ok_or(ENODEV)?;
+        to_result(f(self.raw.as_ptr()))
     }
 
     /// Gives the instance a window over `memory`, which the device side reaches at
@@ -223,11 +215,9 @@ impl<T: BusOps> BusRegistration<T> {
         }
         // SAFETY: By the type invariant `raw` is live; `receive` may run concurrently.
         unsafe { raw::vmsg_bus_remove_all(self.raw.as_ptr()) };
-        self.closed.store(true, Ordering::SeqCst);
-        while self.inflight.load(Ordering::SeqCst) != 0 {
-            fsleep(Delta::from_millis(1));
-        }
-        // SAFETY: No call uses `raw` any more (closed and drained); `ops` outlives this call.
+        self.calls.close();
+        // SAFETY: No call uses `raw` any more (the gate is closed and empty); `ops` outlives
+        // this call.
         unsafe { raw::vmsg_bus_unregister(self.raw.as_ptr()) };
     }
 }

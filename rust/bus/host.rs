@@ -10,19 +10,15 @@ use super::bus::{raw, Terms};
 use crate::vmsg::{
     codec::{min_msg_size, Layout, MAX_MSG_SIZE},
     ffi::to_c_int,
+    gate::Gate,
     virtio::window::Window,
 };
-use core::{
-    ffi::c_void,
-    ptr::NonNull,
-    sync::atomic::{AtomicBool, AtomicU32, Ordering},
-};
+use core::{ffi::c_void, ptr::NonNull};
 use kernel::{
     device::Device,
     ffi::{c_int, c_uint},
     prelude::*,
     sync::{aref::ARef, Arc},
-    time::{delay::fsleep, Delta},
     types::ForeignOwnable,
 };
 
@@ -33,14 +29,13 @@ use kernel::{
 ///
 /// # Invariants
 ///
-/// Unless `revoked` is set, `ops` and `priv_` are valid, as the bus module promised when it
-/// registered; `inflight` counts the calls that may still use them.
+/// While `calls` is open, and for every call inside it, `ops` and `priv_` are valid, as the
+/// bus module promised when it registered.
 pub struct ForeignLink {
     ops: *const raw::vmsg_bus_ops,
     priv_: *mut c_void,
     terms: Terms,
-    inflight: AtomicU32,
-    revoked: AtomicBool,
+    calls: Gate,
 }
 
 // SAFETY: The contract requires the bus operations to be callable from any thread.
@@ -56,16 +51,10 @@ impl ForeignLink {
 
     /// Runs `f` with the ops table unless the link is revoked.
     fn with_ops<R>(&self, f: impl FnOnce(&raw::vmsg_bus_ops) -> Result<R>) -> Result<R> {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        let result = if self.revoked.load(Ordering::SeqCst) {
-            Err(ENODEV)
-        } else {
-            // SAFETY: Not revoked, so by the type invariant `ops` is valid, and `revoke` waits
-            // for this call since `inflight` counts it.
-            f(unsafe { &*self.ops })
-        };
-        self.inflight.fetch_sub(1, Ordering::SeqCst);
-        result
+        let _inside = self.calls.enter().ok_or(ENODEV)?;
+        // SAFETY: Inside the open gate, so by the type invariant `ops` is valid until `_inside`
+        // is dropped: `revoke` waits for it.
+        f(unsafe { &*self.ops })
     }
 
     /// Sends a request and waits for its response; see `vmsg_bus_ops.request`.
@@ -111,10 +100,7 @@ impl ForeignLink {
 
     /// Stops all further calls and waits for those in flight.
     fn revoke(&self) {
-        self.revoked.store(true, Ordering::SeqCst);
-        while self.inflight.load(Ordering::SeqCst) != 0 {
-            fsleep(Delta::from_millis(1));
-        }
+        self.calls.close();
     }
 }
 
@@ -191,8 +177,7 @@ pub unsafe fn register<H: Host>(
         ops,
         priv_,
         terms,
-        inflight: AtomicU32::new(0),
-        revoked: AtomicBool::new(false),
+        calls: Gate::new(),
     };
     let instance = (|| -> Result<KBox<Instance<H>>> {
         let link = Arc::new(link, GFP_KERNEL)?;

@@ -190,6 +190,12 @@ unsafe extern "C" {
     pub fn vmsg_spin_unlock_irqrestore(lock: *mut kernel::ffi::c_void, flags: kernel::ffi::c_ulong);
 }
 unsafe extern "C" {
+    pub fn vmsg_wait_while_counted(count: *mut u32_, mask: u32_);
+}
+unsafe extern "C" {
+    pub fn vmsg_wake_var(var: *mut kernel::ffi::c_void);
+}
+unsafe extern "C" {
     pub fn vmsg_may_sleep() -> bool;
 }
 unsafe extern "C" {

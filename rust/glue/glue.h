@@ -73,8 +73,9 @@ void vmsg_vdev_free_unregistered(struct vmsg_vdev *vdev);
 /* Unregisters a registered device; the caller keeps its reference. */
 void vmsg_vdev_unregister(struct vmsg_vdev *vdev);
 void vmsg_vdev_put(struct vmsg_vdev *vdev);
-/* Both do nothing unless the device is registered. */
+/* Breaks the device's virtqueues, made and to be made; works during its driver's probe. */
 void vmsg_vdev_break(struct vmsg_vdev *vdev);
+/* Does nothing before registration set up the core, nor after unregistration. */
 void vmsg_vdev_config_changed(struct vmsg_vdev *vdev);
 /* Runs the callback of queue @index, if it exists; any context. */
 bool vmsg_vdev_vq_interrupt(struct vmsg_vdev *vdev, unsigned int index);
@@ -115,6 +116,13 @@ void vmsg_vdev_set_window(struct vmsg_vdev *vdev, struct vmsg_window *w);
 unsigned long vmsg_spin_lock_irqsave(void *lock);
 bool vmsg_spin_trylock_irqsave(void *lock, unsigned long *flags);
 void vmsg_spin_unlock_irqrestore(void *lock, unsigned long flags);
+
+/*
+ * Sleeps until the bits of *count in mask are 0 (rust/gate.rs); woken by
+ * vmsg_wake_var(count) after each decrement to 0.
+ */
+void vmsg_wait_while_counted(u32 *count, u32 mask);
+void vmsg_wake_var(void *var);
 
 /* True when the caller may sleep (needs CONFIG_PREEMPT_COUNT to see spinlocks). */
 bool vmsg_may_sleep(void);

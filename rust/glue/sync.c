@@ -4,7 +4,9 @@
  * kernel crate of Linux 7.2 does not wrap.
  */
 #include <linux/preempt.h>
+#include <linux/sched.h>
 #include <linux/spinlock.h>
+#include <linux/wait_bit.h>
 #include "glue.h"
 
 unsigned long vmsg_spin_lock_irqsave(void *lock)
@@ -33,4 +35,14 @@ bool vmsg_may_sleep(void)
 bool vmsg_irqs_disabled(void)
 {
 	return irqs_disabled();
+}
+
+void vmsg_wait_while_counted(u32 *count, u32 mask)
+{
+	wait_var_event(count, !(READ_ONCE(*count) & mask));
+}
+
+void vmsg_wake_var(void *var)
+{
+	wake_up_var(var);
 }

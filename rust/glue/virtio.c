@@ -20,8 +20,14 @@ struct vmsg_vdev {
 	spinlock_t vqs_lock;
 	struct virtqueue **vqs;
 	unsigned int nvqs;
-	/* Set while registered with the virtio core. */
-	bool registered;
+	/*
+	 * Set once register_virtio_device() has set up the core's config lock
+	 * (it resets the device right after), cleared at unregistration:
+	 * config changes reach the core only meanwhile.
+	 */
+	bool core_ready;
+	/* Set by vmsg_vdev_break(), under vqs_lock: queues created later break too. */
+	bool broken;
 	/* Where virtqueues and buffers live, or NULL for the DMA API's addresses. */
 	struct vmsg_window *window;
 };
@@ -71,6 +77,7 @@ static void vmsg_reset(struct virtio_device *vdev)
 {
 	struct vmsg_vdev *v = to_vmsg(vdev);
 
+	WRITE_ONCE(v->core_ready, true);
 	v->ops->reset(v->owner, v);
 }
 
@@ -181,6 +188,8 @@ static int vmsg_find_vqs(struct virtio_device *vdev, unsigned int nvqs, struct v
 		}
 		spin_lock_irqsave(&v->vqs_lock, flags);
 		table[index] = vq;
+		if (v->broken)
+			__virtqueue_break(vq);
 		spin_unlock_irqrestore(&v->vqs_lock, flags);
 		vqs[i] = vq;
 	}
@@ -345,8 +354,8 @@ int vmsg_vdev_register(struct vmsg_vdev *v)
 	 */
 	int err = register_virtio_device(&v->vdev);
 
-	if (!err)
-		WRITE_ONCE(v->registered, true);
+	if (err)
+		WRITE_ONCE(v->core_ready, false);
 	return err;
 }
 
@@ -358,10 +367,11 @@ void vmsg_vdev_free_unregistered(struct vmsg_vdev *v)
 
 void vmsg_vdev_unregister(struct vmsg_vdev *v)
 {
-	WRITE_ONCE(v->registered, false);
 	/* Keeps the caller's reference: vmsg_vdev_put() drops it. */
 	get_device(&v->vdev.dev);
 	unregister_virtio_device(&v->vdev);
+	/* After: the driver's removal resets the device, which sets it again. */
+	WRITE_ONCE(v->core_ready, false);
 }
 
 void vmsg_vdev_put(struct vmsg_vdev *v)
@@ -371,13 +381,25 @@ void vmsg_vdev_put(struct vmsg_vdev *v)
 
 void vmsg_vdev_break(struct vmsg_vdev *v)
 {
-	if (READ_ONCE(v->registered))
-		virtio_break_device(&v->vdev);
+	unsigned long flags;
+	unsigned int i;
+
+	/*
+	 * The transport's own table rather than virtio_break_device(), whose
+	 * list the core sets up only in register_virtio_device(): this works
+	 * from the moment the device exists, through its driver's probe.
+	 */
+	spin_lock_irqsave(&v->vqs_lock, flags);
+	v->broken = true;
+	for (i = 0; i < v->nvqs; i++)
+		if (v->vqs[i])
+			__virtqueue_break(v->vqs[i]);
+	spin_unlock_irqrestore(&v->vqs_lock, flags);
 }
 
 void vmsg_vdev_config_changed(struct vmsg_vdev *v)
 {
-	if (READ_ONCE(v->registered))
+	if (READ_ONCE(v->core_ready))
 		virtio_config_changed(&v->vdev);
 }
 

@@ -350,15 +350,15 @@ unsafe impl Send for Device {}
 unsafe impl Sync for Device {}
 
 impl Device {
-    /// Marks the device broken: the driver's virtqueue operations fail from now on.
-    ///
-    /// Does nothing while the device is not registered.
+    /// Marks the device broken: the driver's virtqueue operations fail from now on, including
+    /// during its probe and on virtqueues it creates later. Any context.
     pub fn mark_broken(&self) {
         // SAFETY: By the type invariant `raw` is a live device.
         unsafe { glue::vmsg_vdev_break(self.raw.as_ptr()) }
     }
 
-    /// Tells the driver that the device config changed. Does nothing while not registered.
+    /// Tells the driver that the device config changed; the virtio core holds the news back
+    /// until the driver's probe is done. Does nothing before registration or after it.
     pub fn config_changed(&self) {
         // SAFETY: By the type invariant `raw` is a live device.
         unsafe { glue::vmsg_vdev_config_changed(self.raw.as_ptr()) }

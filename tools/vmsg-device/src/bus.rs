@@ -452,6 +452,21 @@ impl Bus {
             .map_err(|e| e.to_string())
     }
 
+    /// A spurious EVENT_USED (queue 0) for device `dev_num`: harmless to a driver, which finds
+    /// nothing new in the used ring. `None` if there is no such device.
+    pub fn spurious_event_used(&self, dev_num: u16) -> Option<Outgoing> {
+        self.devices.get(&dev_num)?;
+        let mut out = Vec::new();
+        push_transport(
+            &self.codec(),
+            dev_num,
+            0,
+            TransportMessage::EventUsed { vq_index: 0 },
+            &mut out,
+        );
+        out.pop()
+    }
+
     /// Host input fds of the devices that have one.
     pub fn input_fds(&self) -> Vec<(u16, BorrowedFd<'_>)> {
         self.devices

@@ -11,13 +11,16 @@
 //! - `inject N TEXT` sends TEXT to console device N (escapes `\n`, `\r`, `\t`, `\\`,
 //!   `\xHH`);
 //! - `list` prints `N:kind` for every device, `N:kind(removed)` for one removed but still
-//!   served.
+//!   served;
+//! - `flood N MS` keeps the device-to-driver ring full of spurious EVENT_USED for device N
+//!   for MS ms (the driver side must drain it without starving the guest).
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::devices::DeviceSpec;
 use crate::ivshmem::{bind_listener, IvshmemError};
@@ -36,6 +39,9 @@ pub enum Command {
     Inject(u16, Vec<u8>),
     /// List devices.
     List,
+    /// Keep the device-to-driver ring full of spurious EVENT_USED for a device, for a while
+    /// (`flood N MS`): a test of the driver under a flood it cannot drain.
+    Flood(u16, Duration),
 }
 
 /// Decodes `\n`, `\r`, `\t`, `\\` and `\xHH`.
@@ -86,9 +92,17 @@ impl FromStr for Command {
                 Ok(Self::Inject(dev_num(Some(n))?, unescape(text)?))
             }
             "list" => Ok(Self::List),
+            "flood" => {
+                let (n, ms) = rest.trim().split_once(' ').ok_or("usage: flood N MS")?;
+                let ms: u64 = ms
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("'{ms}' is not a number of ms"))?;
+                Ok(Self::Flood(dev_num(Some(n))?, Duration::from_millis(ms)))
+            }
             "" => Err("empty command".into()),
             other => Err(format!(
-                "unknown command '{other}' (add, remove, inject, list)"
+                "unknown command '{other}' (add, remove, inject, list, flood)"
             )),
         }
     }
@@ -227,6 +241,12 @@ mod tests {
             "inject 2 hi there\\n\\x41".parse::<Command>(),
             Ok(Command::Inject(2, b"hi there\nA".to_vec()))
         );
+        assert_eq!(
+            "flood 1 3000".parse::<Command>(),
+            Ok(Command::Flood(1, Duration::from_millis(3000)))
+        );
+        assert!("flood 1".parse::<Command>().is_err());
+        assert!("flood x 10".parse::<Command>().is_err());
         assert!("inject x hi".parse::<Command>().is_err());
         assert!("launch"
             .parse::<Command>()

@@ -142,6 +142,9 @@ pub struct Server {
     stale_attachment: bool,
     /// Fault `stall`: the to-device ring is not read until then.
     stalled_until: Option<Instant>,
+    /// `flood N MS` from the control socket: the device, until when, and how many messages
+    /// it queued so far.
+    flood: Option<(u16, Instant, u64)>,
 }
 
 fn build_device(spec: &DeviceSpec) -> Result<TransportDevice, String> {
@@ -364,6 +367,7 @@ impl Server {
             server_gone: false,
             stale_attachment: false,
             stalled_until: None,
+            flood: None,
         };
         if resumed {
             server.take_over();
@@ -590,6 +594,7 @@ impl Server {
             if self.client.is_some() {
                 self.check_driver_state();
                 self.consume();
+                self.top_up_flood();
             }
             if self.bus.forget_expired(Instant::now()) {
                 self.persist();
@@ -615,7 +620,36 @@ impl Server {
         if !self.backlog.is_empty() && self.client.is_some() {
             t = t.min(FULL_RETRY);
         }
+        if self.flood.is_some() {
+            // Refill as soon as the driver side took anything: the ring stays full.
+            t = Duration::ZERO;
+        }
         t
+    }
+
+    /// Keeps the backlog at a ring's worth of spurious events while a flood lasts, so that the
+    /// ring is full again as soon as the driver side took something.
+    fn top_up_flood(&mut self) {
+        let Some((dev, until, mut queued)) = self.flood else {
+            return;
+        };
+        if Instant::now() >= until {
+            log::info!("flood for device {dev} over: {queued} EVENT_USED queued");
+            self.flood = None;
+            return;
+        }
+        let slots = self.region.geometry().slot_count as usize;
+        while self.backlog.len() < slots {
+            match self.bus.spurious_event_used(dev) {
+                Some(o) => self.backlog.push_back(o.bytes),
+                None => {
+                    self.flood = None;
+                    return;
+                }
+            }
+            queued += 1;
+        }
+        self.flood = Some((dev, until, queued));
     }
 
     fn wait(&self, timeout: Duration) -> Result<Vec<Source>, String> {
@@ -649,7 +683,11 @@ impl Server {
             .iter()
             .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN))
             .collect();
-        let ms = u16::try_from(timeout.as_millis().max(1)).unwrap_or(u16::MAX);
+        let ms = if timeout.is_zero() {
+            0
+        } else {
+            u16::try_from(timeout.as_millis().max(1)).unwrap_or(u16::MAX)
+        };
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => return Ok(Vec::new()),
@@ -1057,6 +1095,17 @@ impl Server {
             Command::Inject(n, data) => match self.bus.inject(n, &data, &mut out) {
                 Ok(()) => "ok".into(),
                 Err(e) => format!("error {e}"),
+            },
+            Command::Flood(n, how_long) => match self.bus.device(n) {
+                Some(_) => {
+                    log::info!(
+                        "flooding the driver side with EVENT_USED for device {n} for {} ms",
+                        how_long.as_millis()
+                    );
+                    self.flood = Some((n, Instant::now() + how_long, 0));
+                    "ok".into()
+                }
+                None => format!("error no device {n}"),
             },
             Command::List => {
                 let list: Vec<String> = self

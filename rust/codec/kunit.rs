@@ -15,7 +15,13 @@
 //! `#[kunit_tests]` accepts only inline modules, so the attribute sits on the inline
 //! `tests` module below rather than on the `mod codec_kunit;` line, and it already gates
 //! that module on `CONFIG_KUNIT`. The golden bytes are written by hand from the
-//! specification tables, never produced by the encoder.
+//! specification tables, never produced by the encoder; those of the shm region layout
+//! live in `shm_layout_golden.rs`, which the host tests check too.
+
+use super::codec;
+
+#[path = "shm_layout_golden.rs"]
+mod shm_layout_golden;
 
 #[kernel::prelude::kunit_tests(virtio_msg_codec)]
 mod tests {
@@ -340,5 +346,55 @@ mod tests {
             }
             assert!(chunks.next().is_none());
         }
+    }
+}
+
+/// The shm region layout against the golden values the host tests check too.
+#[kernel::prelude::kunit_tests(virtio_msg_shm_layout)]
+mod shm_layout_tests {
+    use super::codec::shm_layout::{slot_msg_size, RegionLayout};
+    use super::shm_layout_golden as golden;
+
+    #[test]
+    fn header_is_the_golden_bytes() {
+        assert_eq!(golden::LAYOUT.header(golden::ATTACH_EPOCH), golden::HEADER);
+        for (offset, expected) in golden::OFFSETS {
+            assert_eq!(offset, expected);
+        }
+    }
+
+    #[test]
+    fn golden_headers_parse() {
+        for (bytes, layout) in golden::accepted() {
+            assert_eq!(RegionLayout::parse(&bytes, golden::REGION_SIZE), Ok(layout));
+        }
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        for (bytes, region_size, error) in golden::refused() {
+            assert_eq!(RegionLayout::parse(&bytes, region_size), Err(error));
+        }
+    }
+
+    #[test]
+    fn ring_geometry() {
+        let ring = golden::LAYOUT.to_driver();
+        let fields = [
+            ring.producer_offset(),
+            ring.consumer_offset(),
+            ring.wants_doorbell_offset(),
+        ];
+        assert_eq!(fields, golden::TO_DRIVER_FIELDS);
+        for (index, offset) in golden::TO_DRIVER_SLOTS {
+            assert_eq!(ring.slot_offset(index), offset);
+        }
+        for (producer, consumer, occupancy) in golden::OCCUPANCY {
+            assert_eq!(ring.occupancy(producer, consumer), occupancy);
+        }
+        for (msg_size, held) in golden::MESSAGE_SIZES {
+            assert_eq!(ring.message_size(msg_size), held);
+        }
+        assert_eq!(slot_msg_size(&[0, 0, 0, 0, 0, 0, 0x08, 0x01]), 264);
     }
 }

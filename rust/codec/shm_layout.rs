@@ -13,7 +13,6 @@ use core::fmt;
 use core::mem::offset_of;
 
 use zerocopy::little_endian::{U32, U64};
-use zerocopy::{FromBytes, IntoBytes};
 
 use super::header::{Header as MessageHeader, HEADER_SIZE as MESSAGE_HEADER_SIZE};
 use super::wire::wire_struct;
@@ -114,9 +113,9 @@ pub mod ring {
 
 /// Ring offsets are multiples of this (one cache line).
 pub const RING_ALIGN: u32 = 64;
-/// Smallest `slot_size`: a slot holds at least every message of revision 1's minimum.
+/// Smallest `slot_size`, above revision 1's smallest maximum message size (52).
 pub const MIN_SLOT_SIZE: u32 = 64;
-/// Largest `slot_size`: one more than the largest `msg_size`, rounded to [`SLOT_SIZE_ALIGN`].
+/// Largest `slot_size`: the largest `msg_size` (65535) rounded up to [`SLOT_SIZE_ALIGN`].
 pub const MAX_SLOT_SIZE: u32 = 65536;
 /// `slot_size` is a multiple of this, so that every slot starts 8-byte aligned.
 pub const SLOT_SIZE_ALIGN: u32 = 8;
@@ -303,8 +302,7 @@ impl RegionLayout {
     /// the layout and are not looked at.
     pub fn parse(bytes: &HeaderBytes, region_size: usize) -> Result<Self, HeaderError> {
         let len = u64::try_from(region_size).unwrap_or(u64::MAX);
-        // Cannot fail: the array has exactly the struct's size.
-        let h = RawHeader::read_from_bytes(bytes).map_err(|_| bad(Field::HeaderSize, 0))?;
+        let h: RawHeader = zerocopy::transmute!(*bytes);
         for (field, value, want) in [
             (Field::Magic, h.magic.get(), MAGIC),
             (Field::LayoutVersion, h.layout_version.get(), LAYOUT_VERSION),
@@ -386,9 +384,7 @@ impl RegionLayout {
             attach_epoch: attach_epoch.into(),
             reserved: U32::new(0),
         };
-        let mut bytes = [0u8; HEADER_SIZE as usize];
-        bytes.copy_from_slice(raw.as_bytes());
-        bytes
+        zerocopy::transmute!(raw)
     }
 
     /// Returns the bytes each ring takes.

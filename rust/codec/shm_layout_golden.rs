@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Golden values of the shm region layout, shared by the host tests
-//! (`tools/virtio-msg-codec/tests/shm_layout.rs`) and the KUnit suite (`kunit.rs`), so both
-//! check the same bytes.
+//! Golden values of the shm region layout and the checks against them, shared by the host
+//! tests (`tools/virtio-msg-codec/tests/shm_layout.rs`) and the KUnit suite (`kunit.rs`), so
+//! both check the same bytes the same way: each wants [`layout_mismatch`] and
+//! [`parse_mismatch`] to find nothing.
 //!
 //! Written by hand from the tables of `Documentation/shm-bus.rst`, never produced by the
 //! code under test. Not part of the codec: include it next to a name `codec` that is the
@@ -18,10 +19,10 @@ const fn with_layout_window(window: Option<Window>) -> RegionLayout {
 }
 
 /// The region the golden header describes: 128 KiB, the window in its upper half.
-pub(crate) const REGION_SIZE: usize = 0x2_0000;
+const REGION_SIZE: usize = 0x2_0000;
 
 /// The `attach_epoch` of [`HEADER`].
-pub(crate) const ATTACH_EPOCH: u32 = 3;
+const ATTACH_EPOCH: u32 = 3;
 
 /// 264-byte slots, 16 per ring (each ring 128 + 16 * 264 = 0x1100 bytes), the rings packed
 /// after the header, device peer 7, a 64 KiB window at 64 KiB.
@@ -43,7 +44,7 @@ pub(crate) const HEADER: HeaderBytes = [
 ];
 
 /// What [`HEADER`] says.
-pub(crate) const LAYOUT: RegionLayout = RegionLayout {
+const LAYOUT: RegionLayout = RegionLayout {
     slot_size: 264,
     slot_count: 16,
     to_device_offset: 0x40,
@@ -56,7 +57,7 @@ pub(crate) const LAYOUT: RegionLayout = RegionLayout {
 };
 
 /// Each header field's offset, from the table.
-pub(crate) const OFFSETS: [(usize, usize); 13] = [
+const OFFSETS: [(usize, usize); 13] = [
     (hdr::MAGIC, 0x00),
     (hdr::LAYOUT_VERSION, 0x04),
     (hdr::HEADER_SIZE, 0x08),
@@ -148,11 +149,11 @@ const SMALL_REGIONS: [(usize, HeaderError); 2] = [
 
 /// Region offsets of the producer, consumer and `consumer_wants_doorbell` fields of
 /// [`LAYOUT`]'s to-driver ring.
-pub(crate) const TO_DRIVER_FIELDS: [usize; 3] = [0x1140, 0x1180, 0x1184];
+const TO_DRIVER_FIELDS: [usize; 3] = [0x1140, 0x1180, 0x1184];
 
 /// Free-running indices and the region offset of their slot in [`LAYOUT`]'s to-driver ring
 /// (slots from 0x11c0).
-pub(crate) const TO_DRIVER_SLOTS: [(u32, usize); 5] = [
+const TO_DRIVER_SLOTS: [(u32, usize); 5] = [
     (0, 0x11c0),
     (1, 0x11c0 + 264),
     (16, 0x11c0), // slot index & (16 - 1)
@@ -161,7 +162,7 @@ pub(crate) const TO_DRIVER_SLOTS: [(u32, usize); 5] = [
 ];
 
 /// (producer, consumer) and the occupancy of a 16-slot ring.
-pub(crate) const OCCUPANCY: [(u32, u32, Result<u32, CorruptIndex>); 6] = [
+const OCCUPANCY: [(u32, u32, Result<u32, CorruptIndex>); 6] = [
     (0, 0, Ok(0)),
     (16, 0, Ok(16)),
     (3, u32::MAX - 1, Ok(5)),
@@ -192,7 +193,7 @@ pub(crate) const OCCUPANCY: [(u32, u32, Result<u32, CorruptIndex>); 6] = [
 ];
 
 /// `msg_size` values in a 264-byte slot and what the slot holds.
-pub(crate) const MESSAGE_SIZES: [(u16, Result<usize, BadMessageSize>); 5] = [
+const MESSAGE_SIZES: [(u16, Result<usize, BadMessageSize>); 5] = [
     (0, Err(BadMessageSize(0))),
     (7, Err(BadMessageSize(7))),
     (8, Ok(8)),
@@ -200,16 +201,78 @@ pub(crate) const MESSAGE_SIZES: [(u16, Result<usize, BadMessageSize>); 5] = [
     (265, Err(BadMessageSize(265))),
 ];
 
+/// What parsing a header gives.
+type Parsed = Result<RegionLayout, HeaderError>;
+
+/// Returns the first part of the layout that differs from shm-bus.rst's tables, by name.
+pub(crate) fn layout_mismatch() -> Option<&'static str> {
+    let ring = LAYOUT.to_driver();
+    let fields = [
+        ring.producer_offset(),
+        ring.consumer_offset(),
+        ring.wants_doorbell_offset(),
+    ];
+    let checks = [
+        ("header bytes", LAYOUT.header(ATTACH_EPOCH) == HEADER),
+        (
+            "header field offsets",
+            OFFSETS.iter().all(|&(o, want)| o == want),
+        ),
+        ("ring field offsets", fields == TO_DRIVER_FIELDS),
+        (
+            "slot offsets",
+            TO_DRIVER_SLOTS
+                .iter()
+                .all(|&(index, want)| ring.slot_offset(index) == want),
+        ),
+        (
+            "occupancy",
+            OCCUPANCY
+                .iter()
+                .all(|&(p, c, want)| ring.occupancy(p, c) == want),
+        ),
+        (
+            "message sizes",
+            MESSAGE_SIZES
+                .iter()
+                .all(|&(size, want)| ring.message_size(size) == want),
+        ),
+    ];
+    checks
+        .into_iter()
+        .find(|&(_, ok)| !ok)
+        .map(|(what, _)| what)
+}
+
+/// Returns the first golden header whose parse is not the expected one: the header, the
+/// region size, what it parsed to and what it should have.
+pub(crate) fn parse_mismatch() -> Option<(HeaderBytes, usize, Parsed, Parsed)> {
+    let accepted = accepted()
+        .into_iter()
+        .map(|(bytes, layout)| (bytes, REGION_SIZE, Ok(layout)));
+    let refused = refused().map(|(bytes, region_size, error)| (bytes, region_size, Err(error)));
+    accepted
+        .chain(refused)
+        .map(|(bytes, region_size, want)| {
+            let got = RegionLayout::parse(&bytes, region_size);
+            (bytes, region_size, got, want)
+        })
+        .find(|(_, _, got, want)| got != want)
+}
+
 /// Headers and the layout each describes in a region of [`REGION_SIZE`] bytes.
-pub(crate) fn accepted() -> [(HeaderBytes, RegionLayout); 7] {
+fn accepted() -> [(HeaderBytes, RegionLayout); 7] {
     let window = Some(Window {
         offset: 0x3000,
         size: 0x1000,
     });
     [
         (HEADER, LAYOUT),
-        (with_window(0, 0), with_layout_window(None)),
-        (with_window(0x3000, 0x1000), with_layout_window(window)),
+        (with_window(HEADER, 0, 0), with_layout_window(None)),
+        (
+            with_window(HEADER, 0x3000, 0x1000),
+            with_layout_window(window),
+        ),
         // Neither the states nor the epoch nor the reserved word are part of the layout.
         (with_u32(hdr::DEVICE_STATE, u32::MAX), LAYOUT),
         (with_u32(hdr::DRIVER_STATE, u32::MAX), LAYOUT),
@@ -219,18 +282,28 @@ pub(crate) fn accepted() -> [(HeaderBytes, RegionLayout); 7] {
 }
 
 /// Headers, the size of the region they are found in, and the error each gets.
-pub(crate) fn refused() -> impl Iterator<Item = (HeaderBytes, usize, HeaderError)> {
+fn refused() -> impl Iterator<Item = (HeaderBytes, usize, HeaderError)> {
     let fields = BAD_FIELDS
         .into_iter()
         .map(|(offset, value, error)| (with_u32(offset, value), REGION_SIZE, error));
     let windows = BAD_WINDOWS.into_iter().map(|(offset, size)| {
         let error = HeaderError::BadWindow { offset, size };
-        (with_window(offset, size), REGION_SIZE, error)
+        (with_window(HEADER, offset, size), REGION_SIZE, error)
     });
+    // Over the header only: the to-device ring moved to 0x3000, clear of the first page.
+    let rings_moved = with_u32(hdr::TO_DEVICE_OFFSET, 0x3000);
+    let over_header = (
+        with_window(rings_moved, 0, 0x1000),
+        REGION_SIZE,
+        HeaderError::BadWindow {
+            offset: 0,
+            size: 0x1000,
+        },
+    );
     let small = SMALL_REGIONS
         .into_iter()
         .map(|(region_size, error)| (HEADER, region_size, error));
-    fields.chain(windows).chain(small)
+    fields.chain(windows).chain([over_header]).chain(small)
 }
 
 /// [`HEADER`] with the 32-bit field at `offset` set to `value`.
@@ -242,9 +315,8 @@ fn with_u32(offset: usize, value: u32) -> HeaderBytes {
     bytes
 }
 
-/// [`HEADER`] with the window fields set.
-fn with_window(offset: u64, size: u64) -> HeaderBytes {
-    let mut bytes = HEADER;
+/// `bytes` with the window fields set.
+fn with_window(mut bytes: HeaderBytes, offset: u64, size: u64) -> HeaderBytes {
     for (at, value) in [(hdr::WINDOW_OFFSET, offset), (hdr::WINDOW_SIZE, size)] {
         if let Some(dst) = bytes.get_mut(at..at + 8) {
             dst.copy_from_slice(&value.to_le_bytes());

@@ -15,7 +15,13 @@
 //! `#[kunit_tests]` accepts only inline modules, so the attribute sits on the inline
 //! `tests` module below rather than on the `mod codec_kunit;` line, and it already gates
 //! that module on `CONFIG_KUNIT`. The golden bytes are written by hand from the
-//! specification tables, never produced by the encoder.
+//! specification tables, never produced by the encoder; those of the shm region layout
+//! live in `shm_layout_golden.rs`, which the host tests check too.
+
+use super::codec;
+
+#[path = "shm_layout_golden.rs"]
+mod shm_layout_golden;
 
 #[kernel::prelude::kunit_tests(virtio_msg_codec)]
 mod tests {
@@ -340,5 +346,21 @@ mod tests {
             }
             assert!(chunks.next().is_none());
         }
+    }
+}
+
+/// The shm region layout against the golden values, with the checks the host tests run.
+#[kernel::prelude::kunit_tests(virtio_msg_shm_layout)]
+mod shm_layout_tests {
+    use super::shm_layout_golden as golden;
+
+    #[test]
+    fn layout_matches_the_tables() {
+        assert!(golden::layout_mismatch().is_none());
+    }
+
+    #[test]
+    fn golden_headers_parse_as_expected() {
+        assert!(golden::parse_mismatch().is_none());
     }
 }

@@ -24,6 +24,7 @@ mod header;
 mod limits;
 mod message;
 pub mod shm;
+pub mod shm_layout;
 pub mod transport;
 mod wire;
 

@@ -11,104 +11,44 @@ use std::fs::File;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
+use virtio_msg_codec::shm_layout::{self, HeaderBytes, RegionLayout, RingLayout, Window};
 use vm_memory::{Bytes, FileOffset, MmapRegion, VolatileMemory, VolatileSlice};
 
 /// The mapping type of the region (no dirty bitmap).
 pub type Mem = MmapRegion<()>;
 
-/// `magic`: the bytes `V M S G` read as a little-endian u32.
-pub const MAGIC: u32 = 0x4753_4d56;
-/// `layout_version` this program writes.
-pub const LAYOUT_VERSION: u32 = 1;
-/// `header_size`: bytes of the header.
-pub const HEADER_SIZE: usize = 0x40;
+/// The layout's definitions (`rust/codec/shm_layout.rs`, shared with the kernel driver).
+pub use virtio_msg_codec::shm_layout::{
+    driver_state, hdr, ring as ring_off, MAGIC, WINDOW_BUS_BASE,
+};
+
+/// `header_size`, as a length.
+pub const HEADER_SIZE: usize = shm_layout::HEADER_SIZE as usize;
 /// Rings start on multiples of this (one cache line).
-pub const RING_ALIGN: usize = 64;
-/// Smallest allowed `slot_size`.
-pub const MIN_SLOT_SIZE: u32 = 64;
-/// Smallest valid message: the common header.
-pub const MIN_MESSAGE: usize = 8;
-/// Byte offset of `msg_size` in a message.
-const MSG_SIZE_OFFSET: usize = 6;
+const RING_ALIGN: usize = shm_layout::RING_ALIGN as usize;
 /// Default upper limit for the slot count picked from the region size.
 pub const DEFAULT_MAX_SLOTS: u32 = 1024;
 /// The window's offset and size are multiples of this.
-pub const WINDOW_ALIGN: usize = 4096;
-/// Bus addresses are `area_id << AREA_SHIFT | offset`.
-pub const AREA_SHIFT: u32 = 48;
-/// The area id of the window.
-pub const WINDOW_AREA_ID: u64 = 1;
-/// Bus address of the window's first byte (area 1, offset 0).
-pub const WINDOW_BUS_BASE: u64 = WINDOW_AREA_ID << AREA_SHIFT;
-
-/// Header field offsets.
-pub mod hdr {
-    /// u32 magic.
-    pub const MAGIC: usize = 0x00;
-    /// u32 layout_version.
-    pub const LAYOUT_VERSION: usize = 0x04;
-    /// u32 header_size.
-    pub const HEADER_SIZE: usize = 0x08;
-    /// u32 slot_size.
-    pub const SLOT_SIZE: usize = 0x0C;
-    /// u32 slot_count.
-    pub const SLOT_COUNT: usize = 0x10;
-    /// u32 offset of the driver-to-device ring.
-    pub const TO_DEVICE_OFFSET: usize = 0x14;
-    /// u32 offset of the device-to-driver ring.
-    pub const TO_DRIVER_OFFSET: usize = 0x18;
-    /// u32 ivshmem peer id of the device side.
-    pub const DEVICE_PEER_ID: usize = 0x1C;
-    /// u32 device_state.
-    pub const DEVICE_STATE: usize = 0x20;
-    /// u32 driver_state.
-    pub const DRIVER_STATE: usize = 0x24;
-    /// u64 window_offset (0: no window).
-    pub const WINDOW_OFFSET: usize = 0x28;
-    /// u64 window_size (0: no window).
-    pub const WINDOW_SIZE: usize = 0x30;
-    /// u32 attach_epoch: the device side's count of the attachments it took note of (the
-    /// driver side ignores it).
-    pub const ATTACH_EPOCH: usize = 0x38;
-}
-
-/// Ring field offsets, relative to the ring's start.
-pub mod ring_off {
-    /// u32 producer index, alone in its 64-byte line.
-    pub const PRODUCER: usize = 0;
-    /// u32 consumer index.
-    pub const CONSUMER: usize = 64;
-    /// u32 consumer_wants_doorbell.
-    pub const WANTS_DOORBELL: usize = 68;
-    /// First slot.
-    pub const SLOTS: usize = 128;
-}
+pub const WINDOW_ALIGN: usize = shm_layout::WINDOW_ALIGN as usize;
 
 /// Values of `device_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
 pub enum DeviceState {
     /// The rings are not usable (being set up, or reset after a detach).
-    NotReady = 0,
+    NotReady = shm_layout::device_state::NOT_READY,
     /// The device side serves the rings.
-    Ready = 1,
+    Ready = shm_layout::device_state::READY,
     /// The device side is shutting down.
-    GoingAway = 2,
-}
-
-/// Values of `driver_state`.
-pub mod driver_state {
-    /// The driver side does not use the rings.
-    pub const DETACHED: u32 = 0;
-    /// The driver side uses the rings.
-    pub const ATTACHED: u32 = 1;
+    GoingAway = shm_layout::device_state::GOING_AWAY,
 }
 
 /// Why a region could not be laid out or a ring could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegionError {
-    /// `slot_size` is not a multiple of 8 or below 64.
+    /// `slot_size` is not a multiple of 8 from 64 to 65536.
     BadSlotSize(u32),
-    /// `slot_count` is not a power of two of at least 2.
+    /// `slot_count` is not a power of two from 2 to 65536.
     BadSlotCount(u32),
     /// The rings do not fit in the region.
     TooSmall {
@@ -138,12 +78,11 @@ pub enum RegionError {
 impl std::fmt::Display for RegionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::BadSlotSize(s) => write!(
-                f,
-                "slot size {s} is not a multiple of 8 of at least {MIN_SLOT_SIZE}"
-            ),
+            Self::BadSlotSize(s) => {
+                write!(f, "slot size {s} is not a multiple of 8 from 64 to 65536")
+            }
             Self::BadSlotCount(c) => {
-                write!(f, "slot count {c} is not a power of two of at least 2")
+                write!(f, "slot count {c} is not a power of two from 2 to 65536")
             }
             Self::TooSmall { needed, size } => {
                 write!(f, "shared memory of {size} bytes is too small: the header and two rings need {needed}")
@@ -195,9 +134,22 @@ fn align_up(value: usize, align: usize) -> Option<usize> {
 impl Geometry {
     /// Bytes one ring occupies.
     pub fn ring_bytes(slot_size: u32, slot_count: u32) -> Option<usize> {
-        usize::try_from(u64::from(slot_size) * u64::from(slot_count))
-            .ok()?
-            .checked_add(ring_off::SLOTS)
+        usize::try_from(shm_layout::ring_size(slot_size, slot_count)).ok()
+    }
+
+    /// The header's view of this geometry, with the device side's peer id.
+    pub fn header_layout(&self, device_peer_id: u32) -> RegionLayout {
+        RegionLayout {
+            slot_size: self.slot_size,
+            slot_count: self.slot_count,
+            to_device_offset: self.to_device_offset,
+            to_driver_offset: self.to_driver_offset,
+            device_peer_id,
+            window: self.has_window().then_some(Window {
+                offset: self.window_offset as u64,
+                size: self.window_size as u64,
+            }),
+        }
     }
 
     /// Lays out a region of `region_size` bytes with `slot_size`-byte slots; with no
@@ -258,7 +210,8 @@ impl Geometry {
         slot_count: Option<u32>,
         window_size: usize,
     ) -> Result<Self, RegionError> {
-        if slot_size < MIN_SLOT_SIZE || slot_size % 8 != 0 {
+        // The driver side's rules: a geometry it would refuse is refused here, at start.
+        if shm_layout::check_slot_size(slot_size).is_err() {
             return Err(RegionError::BadSlotSize(slot_size));
         }
         if u32::try_from(region_size).is_err() {
@@ -267,7 +220,7 @@ impl Geometry {
         let limit = region_size.saturating_sub(window_size);
         let count = match slot_count {
             Some(c) => {
-                if c < 2 || !c.is_power_of_two() {
+                if shm_layout::check_slot_count(c).is_err() {
                     return Err(RegionError::BadSlotCount(c));
                 }
                 c
@@ -380,19 +333,6 @@ impl Region {
         })
     }
 
-    fn store_u64(&self, offset: usize, value: u64, order: Ordering) {
-        if let Err(e) = self.slice().store(value, offset, order) {
-            log::error!("region store at {offset:#x}: {e}");
-        }
-    }
-
-    fn load_u64(&self, offset: usize, order: Ordering) -> u64 {
-        self.slice().load(offset, order).unwrap_or_else(|e| {
-            log::error!("region load at {offset:#x}: {e}");
-            0
-        })
-    }
-
     /// Writes the whole region: zeroes, the header, empty rings, and last `device_state`
     /// = ready (release), as the contract requires before a client is accepted.
     /// The attach epoch survives, so that a state saved for an earlier driver side never
@@ -404,27 +344,14 @@ impl Region {
             Ordering::SeqCst,
         );
         let epoch = self.attach_epoch();
-        let zeros = vec![0u8; self.geometry.region_size];
-        if let Err(e) = self.slice().write_slice(&zeros, 0) {
-            log::error!("zeroing the region: {e}");
+        let header = self.geometry.header_layout(device_peer_id).header(epoch);
+        let mut image = vec![0u8; self.geometry.region_size];
+        if let Some(start) = image.get_mut(..header.len()) {
+            start.copy_from_slice(&header);
         }
-        let g = self.geometry;
-        self.store(hdr::MAGIC, MAGIC, Ordering::Relaxed);
-        self.store(hdr::LAYOUT_VERSION, LAYOUT_VERSION, Ordering::Relaxed);
-        self.store(hdr::HEADER_SIZE, HEADER_SIZE as u32, Ordering::Relaxed);
-        self.store(hdr::SLOT_SIZE, g.slot_size, Ordering::Relaxed);
-        self.store(hdr::SLOT_COUNT, g.slot_count, Ordering::Relaxed);
-        self.store(hdr::TO_DEVICE_OFFSET, g.to_device_offset, Ordering::Relaxed);
-        self.store(hdr::TO_DRIVER_OFFSET, g.to_driver_offset, Ordering::Relaxed);
-        self.store(hdr::DEVICE_PEER_ID, device_peer_id, Ordering::Relaxed);
-        self.store(hdr::DRIVER_STATE, driver_state::DETACHED, Ordering::Relaxed);
-        self.store_u64(
-            hdr::WINDOW_OFFSET,
-            g.window_offset as u64,
-            Ordering::Relaxed,
-        );
-        self.store_u64(hdr::WINDOW_SIZE, g.window_size as u64, Ordering::Relaxed);
-        self.store(hdr::ATTACH_EPOCH, epoch, Ordering::Relaxed);
+        if let Err(e) = self.slice().write_slice(&image, 0) {
+            log::error!("writing the region: {e}");
+        }
         self.reset_rings();
         self.set_device_state(DeviceState::Ready);
     }
@@ -438,27 +365,12 @@ impl Region {
     /// `device_peer_id`: a previous process of the device side laid it out, and a driver
     /// side may be using it (resume instead of initialising).
     pub fn has_header(&self, device_peer_id: u32) -> bool {
-        let g = self.geometry;
-        let expect = [
-            (hdr::MAGIC, MAGIC),
-            (hdr::LAYOUT_VERSION, LAYOUT_VERSION),
-            (hdr::HEADER_SIZE, HEADER_SIZE as u32),
-            (hdr::SLOT_SIZE, g.slot_size),
-            (hdr::SLOT_COUNT, g.slot_count),
-            (hdr::TO_DEVICE_OFFSET, g.to_device_offset),
-            (hdr::TO_DRIVER_OFFSET, g.to_driver_offset),
-            (hdr::DEVICE_PEER_ID, device_peer_id),
-        ];
-        let window = [
-            (hdr::WINDOW_OFFSET, g.window_offset as u64),
-            (hdr::WINDOW_SIZE, g.window_size as u64),
-        ];
-        expect
-            .iter()
-            .all(|(off, v)| self.load(*off, Ordering::Acquire) == *v)
-            && window
-                .iter()
-                .all(|(off, v)| self.load_u64(*off, Ordering::Acquire) == *v)
+        let mut bytes: HeaderBytes = [0; HEADER_SIZE];
+        for (i, word) in bytes.chunks_exact_mut(4).enumerate() {
+            word.copy_from_slice(&self.load(4 * i, Ordering::Acquire).to_le_bytes());
+        }
+        let expected = self.geometry.header_layout(device_peer_id);
+        RegionLayout::parse(&bytes, self.geometry.region_size) == Ok(expected)
     }
 
     /// Empties both rings: indices 0 and `consumer_wants_doorbell` 1.
@@ -498,22 +410,16 @@ impl Region {
 
     /// Returns the driver-to-device ring (the device side consumes it).
     pub fn to_device(&self) -> Ring {
-        Ring::new(
-            Arc::clone(&self.mem),
-            self.geometry.to_device_offset as usize,
-            self.geometry.slot_size,
-            self.geometry.slot_count,
-        )
+        let g = self.geometry;
+        let layout = RingLayout::new(g.to_device_offset, g.slot_size, g.slot_count);
+        Ring::new(Arc::clone(&self.mem), layout)
     }
 
     /// Returns the device-to-driver ring (the device side produces into it).
     pub fn to_driver(&self) -> Ring {
-        Ring::new(
-            Arc::clone(&self.mem),
-            self.geometry.to_driver_offset as usize,
-            self.geometry.slot_size,
-            self.geometry.slot_count,
-        )
+        let g = self.geometry;
+        let layout = RingLayout::new(g.to_driver_offset, g.slot_size, g.slot_count);
+        Ring::new(Arc::clone(&self.mem), layout)
     }
 }
 
@@ -547,6 +453,15 @@ impl std::fmt::Display for RingError {
 
 impl std::error::Error for RingError {}
 
+impl From<shm_layout::CorruptIndex> for RingError {
+    fn from(e: shm_layout::CorruptIndex) -> Self {
+        Self::Corrupt {
+            producer: e.producer,
+            consumer: e.consumer,
+        }
+    }
+}
+
 /// What [`Ring::pop`] took out of the ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Popped {
@@ -560,30 +475,23 @@ pub enum Popped {
 #[derive(Clone)]
 pub struct Ring {
     mem: Arc<Mem>,
-    base: usize,
-    slot_size: u32,
-    slot_count: u32,
+    layout: RingLayout,
 }
 
 impl Ring {
-    /// A ring at `base` of `mem`. The geometry has been checked against the mapping.
-    pub fn new(mem: Arc<Mem>, base: usize, slot_size: u32, slot_count: u32) -> Self {
-        Self {
-            mem,
-            base,
-            slot_size,
-            slot_count,
-        }
+    /// The ring `layout` of `mem`. The geometry has been checked against the mapping.
+    pub fn new(mem: Arc<Mem>, layout: RingLayout) -> Self {
+        Self { mem, layout }
     }
 
     /// Slots in the ring.
     pub fn slot_count(&self) -> u32 {
-        self.slot_count
+        self.layout.slot_count()
     }
 
     /// Bytes per slot.
     pub fn slot_size(&self) -> u32 {
-        self.slot_size
+        self.layout.slot_size()
     }
 
     fn slice(&self) -> VolatileSlice<'_> {
@@ -591,23 +499,22 @@ impl Ring {
     }
 
     fn load(&self, field: usize, order: Ordering) -> u32 {
-        self.slice()
-            .load(self.base + field, order)
-            .unwrap_or_else(|e| {
-                log::error!("ring load at {:#x}: {e}", self.base + field);
-                0
-            })
+        let at = self.layout.base() + field;
+        self.slice().load(at, order).unwrap_or_else(|e| {
+            log::error!("ring load at {at:#x}: {e}");
+            0
+        })
     }
 
     fn store(&self, field: usize, value: u32, order: Ordering) {
-        if let Err(e) = self.slice().store(value, self.base + field, order) {
-            log::error!("ring store at {:#x}: {e}", self.base + field);
+        let at = self.layout.base() + field;
+        if let Err(e) = self.slice().store(value, at, order) {
+            log::error!("ring store at {at:#x}: {e}");
         }
     }
 
     fn slot_offset(&self, index: u32) -> usize {
-        let slot = (index & (self.slot_count - 1)) as usize;
-        self.base + ring_off::SLOTS + slot * self.slot_size as usize
+        self.layout.slot_offset(index)
     }
 
     /// Loads the producer index (acquire).
@@ -633,12 +540,7 @@ impl Ring {
     }
 
     fn count(&self, producer: u32, consumer: u32) -> Result<u32, RingError> {
-        let n = producer.wrapping_sub(consumer);
-        if n > self.slot_count {
-            Err(RingError::Corrupt { producer, consumer })
-        } else {
-            Ok(n)
-        }
+        Ok(self.layout.occupancy(producer, consumer)?)
     }
 
     /// Consumer: the number of messages waiting, checked against the ring size.
@@ -656,7 +558,7 @@ impl Ring {
         // `from` lies between the published consumer and the producer, or the ring is corrupt.
         self.count(producer, consumer)?;
         let n = self.count(producer, from)?;
-        if from.wrapping_sub(consumer) > self.slot_count {
+        if from.wrapping_sub(consumer) > self.slot_count() {
             return Err(RingError::Corrupt { producer, consumer });
         }
         Ok(n)
@@ -669,23 +571,27 @@ impl Ring {
         if self.pending_from(index)? == 0 {
             return Ok(None);
         }
+        Ok(Some(self.read_slot(index, buf)))
+    }
+
+    /// Copies the message in the slot of `index` into `buf` (left empty if its `msg_size`
+    /// is out of range or the slot cannot be read).
+    fn read_slot(&self, index: u32, buf: &mut Vec<u8>) -> Popped {
         let slot = self.slot_offset(index);
-        let mut header = [0u8; MIN_MESSAGE];
+        let mut header = [0u8; shm_layout::MIN_MESSAGE];
         let read = self.slice().read_slice(&mut header, slot);
-        let msg_size = u16::from_le_bytes([header[MSG_SIZE_OFFSET], header[MSG_SIZE_OFFSET + 1]]);
-        if read.is_err()
-            || usize::from(msg_size) < MIN_MESSAGE
-            || u32::from(msg_size) > self.slot_size
-        {
-            return Ok(Some(Popped::BadSize(msg_size)));
-        }
-        buf.resize(usize::from(msg_size), 0);
+        let msg_size = shm_layout::slot_msg_size(&header);
+        let size = match (read, self.layout.message_size(msg_size)) {
+            (Ok(()), Ok(size)) => size,
+            _ => return Popped::BadSize(msg_size),
+        };
+        buf.resize(size, 0);
         match self.slice().read_slice(buf, slot) {
-            Ok(()) => Ok(Some(Popped::Message)),
+            Ok(()) => Popped::Message,
             Err(e) => {
                 log::error!("reading slot at {slot:#x}: {e}");
                 buf.clear();
-                Ok(Some(Popped::BadSize(msg_size)))
+                Popped::BadSize(msg_size)
             }
         }
     }
@@ -715,26 +621,7 @@ impl Ring {
         if self.count(producer, consumer)? == 0 {
             return Ok(None);
         }
-        let slot = self.slot_offset(consumer);
-        let mut header = [0u8; MIN_MESSAGE];
-        let read = self.slice().read_slice(&mut header, slot);
-        let msg_size = u16::from_le_bytes([header[MSG_SIZE_OFFSET], header[MSG_SIZE_OFFSET + 1]]);
-        let popped = if read.is_err()
-            || usize::from(msg_size) < MIN_MESSAGE
-            || u32::from(msg_size) > self.slot_size
-        {
-            Popped::BadSize(msg_size)
-        } else {
-            buf.resize(usize::from(msg_size), 0);
-            match self.slice().read_slice(buf, slot) {
-                Ok(()) => Popped::Message,
-                Err(e) => {
-                    log::error!("reading slot at {slot:#x}: {e}");
-                    buf.clear();
-                    Popped::BadSize(msg_size)
-                }
-            }
-        };
+        let popped = self.read_slot(consumer, buf);
         self.store(
             ring_off::CONSUMER,
             consumer.wrapping_add(1),
@@ -760,19 +647,19 @@ impl Ring {
     pub fn free(&self) -> Result<u32, RingError> {
         let producer = self.load(ring_off::PRODUCER, Ordering::Relaxed);
         let consumer = self.consumer();
-        Ok(self.slot_count - self.count(producer, consumer)?)
+        Ok(self.slot_count() - self.count(producer, consumer)?)
     }
 
     /// Producer: writes `msg` into the next slot and publishes it (release).
     ///
     /// Does not ring anything: call [`Ring::should_ring`] after a batch of pushes.
     pub fn push(&self, msg: &[u8]) -> Result<(), RingError> {
-        if msg.len() < MIN_MESSAGE || msg.len() > self.slot_size as usize {
+        if !self.layout.fits(msg.len()) {
             return Err(RingError::BadLength(msg.len()));
         }
         let producer = self.load(ring_off::PRODUCER, Ordering::Relaxed);
         let consumer = self.consumer();
-        if self.count(producer, consumer)? == self.slot_count {
+        if self.count(producer, consumer)? == self.slot_count() {
             return Err(RingError::Full);
         }
         let slot = self.slot_offset(producer);
@@ -798,7 +685,7 @@ impl Ring {
     /// value every correct consumer must detect as corrupt.
     pub fn corrupt_producer(&self) {
         let consumer = self.consumer();
-        let bad = consumer.wrapping_add(self.slot_count).wrapping_add(5);
+        let bad = consumer.wrapping_add(self.slot_count()).wrapping_add(5);
         self.store(ring_off::PRODUCER, bad, Ordering::Release);
         fence(Ordering::SeqCst);
     }
@@ -807,6 +694,7 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use virtio_msg_codec::shm_layout::MSG_SIZE_OFFSET;
 
     fn msg(tag: u8, size: u16) -> Vec<u8> {
         let mut m = vec![tag; usize::from(size)];
@@ -876,6 +764,11 @@ mod tests {
             Geometry::new(1 << 20, 64, Some(1)),
             Err(RegionError::BadSlotCount(1))
         );
+        // Above what the driver side accepts (shm_layout::MAX_SLOT_COUNT).
+        assert_eq!(
+            Geometry::new(1 << 30, 64, Some(1 << 17)),
+            Err(RegionError::BadSlotCount(1 << 17))
+        );
         assert!(matches!(
             Geometry::new(512, 64, Some(2)),
             Err(RegionError::TooSmall { .. })
@@ -906,6 +799,22 @@ mod tests {
             assert_eq!(raw_u32(&r, base + ring_off::CONSUMER), 0);
             assert_eq!(raw_u32(&r, base + ring_off::WANTS_DOORBELL), 1);
         }
+    }
+
+    #[test]
+    fn the_header_is_the_codecs_and_parses_back() {
+        let g = Geometry::with_window(64 * 1024, 64, Some(4), 32 * 1024).unwrap();
+        let r = Region::create(g).unwrap();
+        r.next_attach_epoch();
+        r.initialise(7);
+        let mut bytes = [0u8; HEADER_SIZE];
+        r.slice().read_slice(&mut bytes, 0).unwrap();
+        // The builder's device_state is 0: initialise stores 1 last, once the rings are ready.
+        let mut expected = g.header_layout(7).header(1);
+        expected[hdr::DEVICE_STATE] = 1;
+        assert_eq!(bytes, expected);
+        let parsed = RegionLayout::parse(&bytes, g.region_size);
+        assert_eq!(parsed, Ok(g.header_layout(7)));
     }
 
     fn raw_u64(r: &Region, off: usize) -> u64 {
@@ -983,7 +892,7 @@ mod tests {
         assert_eq!(raw_u32(&r, 0x3c), 0);
         assert!(r.has_header(7));
         // Initialising again (after a client left) writes them again.
-        r.store_u64(hdr::WINDOW_SIZE, 0, Ordering::SeqCst);
+        r.slice().write_slice(&[0; 8], hdr::WINDOW_SIZE).unwrap();
         assert!(!r.has_header(7));
         r.initialise(7);
         assert_eq!(raw_u64(&r, hdr::WINDOW_SIZE), 32 * 1024);

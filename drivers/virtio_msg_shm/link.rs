@@ -14,6 +14,7 @@
 
 use crate::vmsg::errno::ebadmsg;
 use crate::{
+    pending::Pending,
     region::{self, Layout, Popped},
     vmsg::{
         bus::client::{BusOps, BusRegistration},
@@ -76,59 +77,6 @@ struct DeviceNews {
 struct DeviceWork {
     listed: KVec<u16>,
     news: KVec<DeviceNews>,
-}
-
-/// Where a request slot stands.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SlotState {
-    Free,
-    /// Sent with this token; no response yet.
-    Waiting(u16),
-    /// The response for this token is in the slot's buffer, this many bytes long.
-    Answered(u16, usize),
-}
-
-/// One request in flight and the buffer its response is copied to by the receive path.
-struct RequestSlot {
-    state: SlotState,
-    response: KVec<u8>,
-}
-
-/// Requests in flight.
-struct Pending {
-    next_token: u16,
-    slots: KVec<RequestSlot>,
-}
-
-impl Pending {
-    fn token_in_use(&self, token: u16) -> bool {
-        self.slots.iter().any(|s| match s.state {
-            SlotState::Waiting(t) | SlotState::Answered(t, _) => t == token,
-            SlotState::Free => false,
-        })
-    }
-
-    /// Claims a free slot for a new request and returns its index and token.
-    fn claim(&mut self) -> Option<(usize, u16)> {
-        let index = self.slots.iter().position(|s| s.state == SlotState::Free)?;
-        let mut token = self.next_token;
-        while self.token_in_use(token) {
-            token = token.wrapping_add(1);
-        }
-        self.next_token = token.wrapping_add(1);
-        self.slots.get_mut(index)?.state = SlotState::Waiting(token);
-        Some((index, token))
-    }
-
-    /// Frees slot `index`, returning the length of its response if one came.
-    fn release(&mut self, index: usize) -> Option<usize> {
-        let slot = self.slots.get_mut(index)?;
-        let state = core::mem::replace(&mut slot.state, SlotState::Free);
-        match state {
-            SlotState::Answered(_, len) => Some(len),
-            _ => None,
-        }
-    }
 }
 
 /// The consumer side of the to-driver ring.
@@ -249,16 +197,7 @@ impl ShmLink {
     ) -> Result<Arc<Self>> {
         let buf = KVec::from_elem(0u8, layout.slot_size as usize, GFP_KERNEL)?;
         let device_news = KVec::with_capacity(MAX_PENDING_DEVICE_EVENTS, GFP_KERNEL)?;
-        let mut slots = KVec::with_capacity(MAX_IN_FLIGHT, GFP_KERNEL)?;
-        for _ in 0..MAX_IN_FLIGHT {
-            slots.push(
-                RequestSlot {
-                    state: SlotState::Free,
-                    response: KVec::from_elem(0u8, max_response as usize, GFP_KERNEL)?,
-                },
-                GFP_KERNEL,
-            )?;
-        }
+        let pending = Pending::new(MAX_IN_FLIGHT, max_response as usize)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 parent,
@@ -269,13 +208,7 @@ impl ShmLink {
                 rx_budget: AtomicU32::new(rx_budget),
                 tx <- crate::new_irq_spinlock!(0, c"virtio_msg_shm_tx"),
                 rx <- crate::new_irq_spinlock!(Rx { consumer: 0, buf }, c"virtio_msg_shm_rx"),
-                pending <- crate::new_irq_spinlock!(
-                    Pending {
-                        next_token: 1,
-                        slots,
-                    },
-                    c"virtio_msg_shm_pending"
-                ),
+                pending <- crate::new_irq_spinlock!(pending, c"virtio_msg_shm_pending"),
                 answered <- new_condvar!(),
                 registration <- crate::new_irq_spinlock!(None, c"virtio_msg_shm_registration"),
                 broken: AtomicBool::new(false),
@@ -467,10 +400,7 @@ impl ShmLink {
     /// Clears the stopped state once detached, before attaching again: no request is in flight
     /// (the devices are gone and the supervisor, the only other requester, is the caller).
     pub(crate) fn restart(&self) {
-        let mut pending = self.pending.lock();
-        for slot in pending.slots.iter_mut() {
-            slot.state = SlotState::Free;
-        }
+        self.pending.lock().clear();
         self.broken.store(false, Ordering::Release);
     }
 
@@ -534,16 +464,7 @@ impl ShmLink {
 
     /// Hands a received response to the request waiting for its token. Any context.
     fn complete(&self, msg: &[u8], token: u16) -> Result {
-        let mut pending = self.pending.lock();
-        let slot = pending
-            .slots
-            .iter_mut()
-            .find(|s| s.state == SlotState::Waiting(token))
-            .ok_or(ENOENT)?;
-        let dst = slot.response.get_mut(..msg.len()).ok_or(EMSGSIZE)?;
-        dst.copy_from_slice(msg);
-        slot.state = SlotState::Answered(token, msg.len());
-        drop(pending);
+        self.pending.lock().answer(token, msg)?;
         self.answered.notify_all();
         Ok(())
     }
@@ -786,22 +707,7 @@ impl ShmLink {
 
     /// Frees request slot `index` and copies its response, if one came, to `resp`.
     fn finish(&self, index: usize, resp: &mut [u8]) -> Result<Option<usize>> {
-        let mut pending = self.pending.lock();
-        let len = pending.release(index);
-        let result = match len {
-            Some(len) => {
-                let src = pending
-                    .slots
-                    .get(index)
-                    .and_then(|s| s.response.get(..len))
-                    .ok_or(EINVAL)?;
-                let dst = resp.get_mut(..len).ok_or(EMSGSIZE)?;
-                dst.copy_from_slice(src);
-                Ok(Some(len))
-            }
-            None => Ok(None),
-        };
-        drop(pending);
+        let result = self.pending.lock().finish(index, resp);
         // A request waiting for a slot may go on.
         self.answered.notify_all();
         result
@@ -828,11 +734,7 @@ impl BusOps for ShmLink {
         }
         let mut pending = self.pending.lock();
         loop {
-            let answered = matches!(
-                pending.slots.get(index).map(|s| s.state),
-                Some(SlotState::Answered(..))
-            );
-            if answered
+            if pending.is_answered(index)
                 || start.elapsed().as_millis() >= i64::from(self.timeout_ms)
                 || self.broken.load(Ordering::Acquire)
             {

@@ -25,6 +25,7 @@ mod instance;
 mod link;
 mod liveness;
 mod negotiate;
+mod pending;
 mod region;
 
 use instance::Instance;

@@ -343,6 +343,10 @@ impl ShmLink {
     /// registration it was for is gone. May sleep.
     pub(crate) fn wait_for_device_work(&self) {
         flush_work(&self.dev_work);
+        self.forget_device_work();
+    }
+
+    fn forget_device_work(&self) {
         let mut queue = self.device_work.lock();
         queue.listed.clear();
         queue.news.clear();
@@ -401,6 +405,9 @@ impl ShmLink {
     /// (the devices are gone and the supervisor, the only other requester, is the caller).
     pub(crate) fn restart(&self) {
         self.pending.lock().clear();
+        // News from before the detach are about the instance that went: the next bring-up
+        // starts from its own GET_DEVICES.
+        self.forget_device_work();
         self.broken.store(false, Ordering::Release);
     }
 
@@ -512,7 +519,9 @@ impl ShmLink {
                     .push_within_capacity(DeviceNews {
                         dev_num,
                         state,
-                        removed_on_the_way: false,
+                        // A removal that opens the entry is remembered: an addition
+                        // coalesced into it later is a new device, not the old one.
+                        removed_on_the_way: state == DeviceState::Removed,
                     })
                     .map_err(|_| {
                         self.stats
@@ -530,6 +539,12 @@ impl ShmLink {
     /// is nothing left. Runs in `dev_work`.
     fn apply_device_work(&self) {
         loop {
+            // Not registered yet (bring-up): the work is kept, `add_devices_later` queues the
+            // work item again once the registration is there. After a tear-down nothing is
+            // kept (`wait_for_device_work`).
+            let Some(reg) = self.registration() else {
+                return;
+            };
             let (listed, news) = {
                 let mut queue = self.device_work.lock();
                 if queue.listed.is_empty() {
@@ -541,11 +556,6 @@ impl ShmLink {
             if (listed.is_none() && news.is_none()) || self.stopped.load(Ordering::Acquire) {
                 return;
             }
-            // Torn down, or not registered yet: news for no registration are dropped (a
-            // new registration starts from its own GET_DEVICES).
-            let Some(reg) = self.registration() else {
-                continue;
-            };
             if let Some(dev_num) = listed {
                 self.add_listed(&reg, dev_num);
             }

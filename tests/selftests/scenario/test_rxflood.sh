@@ -18,7 +18,16 @@ irq_thread_ticks() {
 		irq/*-virtio_m*) cut -d' ' -f14,15 "$p/stat" | awk '{ print $1 + $2 }'; return 0 ;;
 		esac
 	done
+	echo "# no interrupt thread of virtio_msg_shm found" >&2
 	echo 0
+}
+# The guest's CPU time so far, in ticks: user+nice, system, irq+softirq, idle.
+cpu_ticks() { awk '/^cpu / { print $2 + $3, $4, $7 + $8, $5 + $6 }' /proc/stat; }
+# Where the CPU went between two cpu_ticks readings, in percent.
+cpu_split() {
+	echo "$1 $2" | awk '{ t = 0; for (i = 1; i <= 4; i++) { d[i] = $(i + 4) - $i; t += d[i] }
+		if (t == 0) t = 1
+		printf "user %d %%, system %d %%, irq %d %%, idle %d %%", d[1] * 100 / t, d[2] * 100 / t, d[3] * 100 / t, d[4] * 100 / t }'
 }
 
 # Iterations of a shell loop (no forks) in $1 seconds of wall-clock time.
@@ -40,10 +49,10 @@ measure() {
 	# The flood has begun once messages pour in.
 	wait_for 10 sh -c "[ \$(sed -n 's/^received: //p' $(shm_stats)) -gt $((before + 5000)) ]" ||
 		{ echo "# no flood seen"; return 1; }
-	ticks=$(irq_thread_ticks)
+	ticks=$(irq_thread_ticks) cpu=$(cpu_ticks)
 	flooded=$(spin_count $measure_s)
-	ticks=$(($(irq_thread_ticks) - ticks))
-	echo "# loop iterations in $measure_s s: $quiet quiet, $flooded during the flood; the interrupt thread ran $ticks ticks meanwhile"
+	ticks=$(($(irq_thread_ticks) - ticks)) cpu=$(cpu_split "$cpu" "$(cpu_ticks)")
+	echo "# loop iterations in $measure_s s: $quiet quiet, $flooded during the flood; meanwhile the interrupt thread ran $ticks ticks, the CPU: $cpu"
 	echo "# $(tr '\n' ' ' <"$(shm_stats)")"
 }
 

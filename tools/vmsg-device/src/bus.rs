@@ -426,6 +426,63 @@ impl Bus {
         }
     }
 
+    /// Fault injection: EVENT_DEVICE added for every device present, announced again.
+    pub fn announce_added(&self, out: &mut Vec<Outgoing>) {
+        for n in self.present() {
+            self.device_event(n, DeviceState::Added, out);
+        }
+    }
+
+    /// Fault injection: EVENT_DEVICE removed, then added, for `dev_num`; nothing changes on
+    /// this side.
+    pub fn flap(&self, dev_num: u16, out: &mut Vec<Outgoing>) {
+        self.device_event(dev_num, DeviceState::Removed, out);
+        self.device_event(dev_num, DeviceState::Added, out);
+    }
+
+    /// Fault injection: `count` EVENT_CONFIG for `dev_num`, its config unchanged.
+    pub fn config_storm(&self, dev_num: u16, count: u32, out: &mut Vec<Outgoing>) {
+        let Some(dev) = self.devices.get(&dev_num) else {
+            return;
+        };
+        let frame = Frame::transport(dev_num, dev.config_event());
+        if let Some(bytes) = encode(&self.codec(), &frame) {
+            for _ in 0..count {
+                out.push(Outgoing {
+                    dev: Some(dev_num),
+                    response: false,
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+    }
+
+    /// Fault injection: corrupts queue `vq` of `dev_num`'s used ring (see
+    /// [`TransportDevice::corrupt_used`]) and signals the queue; returns what was written.
+    pub fn corrupt_used(
+        &mut self,
+        dev_num: u16,
+        vq: u32,
+        how: crate::fault::UsedFault,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<String, String> {
+        let mem = self.mem.clone().ok_or("no guest memory mapped")?;
+        let dev = self
+            .devices
+            .get_mut(&dev_num)
+            .ok_or_else(|| format!("no device {dev_num}"))?;
+        let what = dev.corrupt_used(vq as usize, &mem, how)?;
+        let frame = Frame::transport(dev_num, TransportMessage::EventUsed { vq_index: vq });
+        if let Some(bytes) = encode(&self.codec(), &frame) {
+            out.push(Outgoing {
+                dev: Some(dev_num),
+                response: false,
+                bytes,
+            });
+        }
+        Ok(what)
+    }
+
     fn ctx(mem: Option<&Arc<GuestMemory>>, negotiated: Option<Negotiated>, max: u16) -> Ctx<'_> {
         Ctx {
             mem: mem.map(|m| m.as_ref()),

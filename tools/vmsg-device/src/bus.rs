@@ -426,11 +426,23 @@ impl Bus {
         }
     }
 
-    /// Fault injection: EVENT_DEVICE added for every device present, announced again.
-    pub fn announce_added(&self, out: &mut Vec<Outgoing>) {
-        for n in self.present() {
+    /// Fault injection: EVENT_DEVICE added for `only`, or for every device present.
+    pub fn announce_added(&self, only: Option<u16>, out: &mut Vec<Outgoing>) {
+        for n in self.present().filter(|n| only.is_none_or(|o| o == *n)) {
             self.device_event(n, DeviceState::Added, out);
         }
+    }
+
+    /// Fault injection (`late-add`): handles `msg` as if device `hidden` were not there
+    /// (a GET_DEVICES answer leaves it out); afterwards it is there as before.
+    pub fn handle_without(&mut self, hidden: u16, msg: &[u8], out: &mut Vec<Outgoing>) {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let was = self.removed.insert(hidden, far);
+        self.handle(msg, out);
+        match was {
+            Some(deadline) => self.removed.insert(hidden, deadline),
+            None => self.removed.remove(&hidden),
+        };
     }
 
     /// Fault injection: EVENT_DEVICE removed, then added, for `dev_num`; nothing changes on
@@ -885,6 +897,31 @@ mod tests {
             version_status(&mut b, &version(1, 264, 0)).1,
             VersionStatus::RevisionUnsupported
         );
+    }
+
+    #[test]
+    fn late_add_hides_a_device_from_one_get_devices_only() {
+        let mut b = bus(3);
+        let get = request(
+            3,
+            0,
+            Message::Bus(BusMessage::GetDevicesRequest {
+                offset: 0,
+                count: 8,
+            }),
+        );
+        let codec = Codec::new(BusKind::SharedMemory);
+        let bitmap = |out: &[Outgoing]| match codec.decode(&out[0].bytes).unwrap().message {
+            Message::Bus(BusMessage::GetDevicesResponse { bitmap, .. }) => bitmap.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        let mut out = Vec::new();
+        b.handle_without(1, &get, &mut out);
+        assert_eq!(bitmap(&out), vec![0b101]);
+        let mut out = Vec::new();
+        b.handle(&get, &mut out);
+        assert_eq!(bitmap(&out), vec![0b111]);
+        assert!(!b.is_removed(1));
     }
 
     #[test]

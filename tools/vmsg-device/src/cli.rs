@@ -87,8 +87,10 @@ Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
                         0xfffffff0, or the used index a queue size ahead (needs :DEV)
   config-storm=N        every response is followed by N EVENT_CONFIG for its device
                         (default 100), its config unchanged
-  duplicate-add         the first GET_DEVICES answer is followed by EVENT_DEVICE added,
-                        twice, for each device it lists (no :DEV)
+  duplicate-add         at the first transport message (the bring-up adding its first
+                        device), EVENT_DEVICE added, twice, for every device (no :DEV)
+  late-add              the first GET_DEVICES answer leaves the device out; EVENT_DEVICE
+                        added for it follows right after (needs :DEV)
   device-flap=N         from the first kick on, each of the next N messages read (default
                         20) is followed by EVENT_DEVICE removed and added (needs :DEV)
   remove-during-add=N   once, at the device's Nth message (default 1: GET_DEVICE_INFO), the

@@ -59,8 +59,10 @@
 //! | `config-storm=N`  | every response is followed by N EVENT_CONFIG (default 100)    |
 //! |                   | for its device, its config unchanged (from GET_DEVICE_INFO on,|
 //! |                   | so during its driver's probe too)                             |
-//! | `duplicate-add`   | the first GET_DEVICES answer is followed by EVENT_DEVICE      |
-//! |                   | added, twice, for every device it lists                       |
+//! | `duplicate-add`   | at the first transport message (the bring-up adding its first |
+//! |                   | device), EVENT_DEVICE added, twice, for every device          |
+//! | `late-add`        | the first GET_DEVICES answer leaves the device `:DEV` out;    |
+//! |                   | EVENT_DEVICE added for it follows right after                 |
 //! | `device-flap=N`   | from the first kick on, each of the next N messages read      |
 //! |                   | (default 20) is followed by EVENT_DEVICE removed and added    |
 //! |                   | for the device `:DEV` (which this side keeps serving)         |
@@ -71,7 +73,7 @@
 //!
 //! `corrupt-index`, `stall`, `device-event-flood`, `corrupt-consumer`, `header-rewrite`,
 //! `doorbell-storm` and `duplicate-add` concern the whole instance and take no `:DEV`;
-//! `bad-used`, `device-flap` and `remove-during-add` need one. `fuzz` mutates events too;
+//! `bad-used`, `device-flap`, `remove-during-add` and `late-add` need one. `fuzz` mutates events too;
 //! the others change responses only (`stall` delays everything), or add messages or
 //! doorbells of their own.
 
@@ -196,6 +198,9 @@ pub enum FaultKind {
     DeviceFlap(u32),
     /// Remove the device at its Nth message, once.
     RemoveDuringAdd(u32),
+    /// Leave the device out of the first GET_DEVICES answer and announce it added right
+    /// after.
+    LateAdd,
 }
 
 /// What `bad-used` writes into a used ring.
@@ -238,7 +243,7 @@ impl FaultKind {
     fn needs_device(self) -> bool {
         matches!(
             self,
-            Self::BadUsed { .. } | Self::DeviceFlap(_) | Self::RemoveDuringAdd(_)
+            Self::BadUsed { .. } | Self::DeviceFlap(_) | Self::RemoveDuringAdd(_) | Self::LateAdd
         )
     }
 }
@@ -283,6 +288,7 @@ impl fmt::Display for FaultSpec {
             FaultKind::DuplicateAdd => write!(f, "duplicate-add"),
             FaultKind::DeviceFlap(n) => write!(f, "device-flap={n}"),
             FaultKind::RemoveDuringAdd(n) => write!(f, "remove-during-add={n}"),
+            FaultKind::LateAdd => write!(f, "late-add"),
         }?;
         match self.dev {
             Some(d) => write!(f, ":{d}"),
@@ -297,7 +303,7 @@ const KNOWN: &str = "no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, 
                      stall=MS[@N], generation-churn, sticky-status, device-event-flood=N, \
                      corrupt-consumer=N, header-rewrite=N, doorbell-storm=N, \
                      bad-used=id|len|idx[@N], config-storm=N, duplicate-add, device-flap=N, \
-                     remove-during-add=N";
+                     remove-during-add=N, late-add";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -401,6 +407,7 @@ impl FromStr for FaultSpec {
             "duplicate-add" => no_value(FaultKind::DuplicateAdd)?,
             "device-flap" => FaultKind::DeviceFlap(num(20)?),
             "remove-during-add" => FaultKind::RemoveDuringAdd(num(1)?),
+            "late-add" => no_value(FaultKind::LateAdd)?,
             other => return Err(format!("unknown fault '{other}' (known: {KNOWN})")),
         };
         if matches!(
@@ -772,7 +779,7 @@ impl Faults {
                         }
                     }
                 }
-                FaultKind::DuplicateAdd if read.get_devices && !*done => {
+                FaultKind::DuplicateAdd if read.dev.is_some() && !*done => {
                     *done = true;
                     act.duplicate_adds = true;
                 }
@@ -794,6 +801,21 @@ impl Faults {
             }
         }
         act
+    }
+
+    /// Before a message read is handled: the device to leave out of the first GET_DEVICES
+    /// answer and announce added after it (`late-add`), once.
+    pub fn late_add(&mut self, read: Read) -> Option<u16> {
+        if !read.get_devices {
+            return None;
+        }
+        let (spec, done) = self
+            .specs
+            .iter()
+            .zip(self.done.iter_mut())
+            .find(|(s, done)| s.kind == FaultKind::LateAdd && !**done)?;
+        *done = true;
+        spec.dev
     }
 
     /// Returns true exactly once, when `corrupt-consumer` has fired and the device side
@@ -1051,6 +1073,7 @@ mod tests {
             "duplicate-add",
             "device-flap=6:1",
             "remove-during-add=9:1",
+            "late-add:2",
         ] {
             assert_eq!(parse(s).to_string(), s);
         }
@@ -1071,6 +1094,8 @@ mod tests {
             "device-flap=3",
             "remove-during-add",
             "remove-during-add=0:1",
+            "late-add",
+            "late-add=1:2",
         ] {
             assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
         }
@@ -1109,6 +1134,18 @@ mod tests {
     }
 
     #[test]
+    fn late_add_hides_once_at_get_devices() {
+        let mut f = Faults::new(vec![parse("late-add:2")]);
+        let devices = Read {
+            get_devices: true,
+            ..Read::default()
+        };
+        assert_eq!(f.late_add(KICK), None);
+        assert_eq!(f.late_add(devices), Some(2));
+        assert_eq!(f.late_add(devices), None);
+    }
+
+    #[test]
     fn storms_and_device_events() {
         let mut f = Faults::new(vec![
             parse("doorbell-storm=4"),
@@ -1120,10 +1157,15 @@ mod tests {
             get_devices: true,
             ..Read::default()
         };
+        let info = Read {
+            dev: Some(0),
+            ..Read::default()
+        };
         let first = f.after_read(devices);
-        assert_eq!((first.doorbells, first.duplicate_adds), (4, true));
+        assert_eq!((first.doorbells, first.duplicate_adds), (4, false));
+        assert!(f.after_read(info).duplicate_adds);
         assert!(first.flap.is_empty(), "no flapping before the first kick");
-        assert!(!f.after_read(devices).duplicate_adds);
+        assert!(!f.after_read(info).duplicate_adds);
         assert_eq!(f.after_read(KICK).flap, vec![1]);
         assert_eq!(f.after_read(Read::default()).flap, vec![1]);
         assert!(f.after_read(KICK).flap.is_empty());

@@ -926,7 +926,17 @@ impl Server {
             return;
         }
         let mut out = Vec::new();
-        self.bus.handle(bytes, &mut out);
+        let read =
+            (!self.faults.is_empty()).then(|| self.read_for_faults(bytes, dev, notification));
+        let hidden = read.and_then(|r| self.faults.late_add(r));
+        match hidden {
+            Some(d) => self.bus.handle_without(d, bytes, &mut out),
+            None => self.bus.handle(bytes, &mut out),
+        }
+        if let Some(d) = hidden {
+            log::warn!("fault late-add: device {d} left out of GET_DEVICES, announced added now");
+            self.bus.announce_added(Some(d), &mut out);
+        }
         // At the first kick: the driver side has devices up by then, so that the flood
         // reaches its device add/remove path rather than a bus still coming up.
         if notification && self.bus.negotiated().is_some() {
@@ -935,8 +945,7 @@ impl Server {
                 self.bus.device_event_flood(count, &mut out);
             }
         }
-        if !self.faults.is_empty() {
-            let read = self.read_for_faults(bytes, dev, notification);
+        if let Some(read) = read {
             let actions = self.faults.after_read(read);
             self.act(actions, &mut out);
         }
@@ -996,8 +1005,8 @@ impl Server {
         }
         if actions.duplicate_adds {
             log::warn!("fault duplicate-add: every device announced added twice more");
-            self.bus.announce_added(out);
-            self.bus.announce_added(out);
+            self.bus.announce_added(None, out);
+            self.bus.announce_added(None, out);
         }
         for d in actions.flap {
             self.bus.flap(d, out);

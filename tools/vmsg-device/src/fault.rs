@@ -1106,19 +1106,33 @@ mod tests {
         kick: Some(0),
         get_devices: false,
     };
+    const GET_DEVICES_READ: Read = Read {
+        dev: None,
+        kick: None,
+        get_devices: true,
+    };
+
+    /// A message of device `dev` that is not a kick.
+    fn message_of(dev: u16) -> Read {
+        Read {
+            dev: Some(dev),
+            ..Read::default()
+        }
+    }
+
+    fn faults(specs: &[&str]) -> Faults {
+        Faults::new(specs.iter().map(|s| parse(s)).collect())
+    }
 
     #[test]
     fn one_time_actions_fire_once_at_their_count() {
-        let mut f = Faults::new(vec![
-            parse("header-rewrite=2"),
-            parse("corrupt-consumer=3"),
-            parse("bad-used=id@2:1"),
-            parse("remove-during-add=1:2"),
+        let mut f = faults(&[
+            "header-rewrite=2",
+            "corrupt-consumer=3",
+            "bad-used=id@2:1",
+            "remove-during-add=1:2",
         ]);
-        let other = Read {
-            dev: Some(2),
-            ..Read::default()
-        };
+        let other = message_of(2);
         assert_eq!(f.after_read(KICK), Actions::default());
         let second = f.after_read(other);
         assert!(second.rewrite_header);
@@ -1135,33 +1149,22 @@ mod tests {
 
     #[test]
     fn late_add_hides_once_at_get_devices() {
-        let mut f = Faults::new(vec![parse("late-add:2")]);
-        let devices = Read {
-            get_devices: true,
-            ..Read::default()
-        };
+        let mut f = faults(&["late-add:2"]);
         assert_eq!(f.late_add(KICK), None);
-        assert_eq!(f.late_add(devices), Some(2));
-        assert_eq!(f.late_add(devices), None);
+        assert_eq!(f.late_add(GET_DEVICES_READ), Some(2));
+        assert_eq!(f.late_add(GET_DEVICES_READ), None);
     }
 
     #[test]
     fn storms_and_device_events() {
-        let mut f = Faults::new(vec![
-            parse("doorbell-storm=4"),
-            parse("duplicate-add"),
-            parse("device-flap=2:1"),
-            parse("config-storm=3:1"),
+        let mut f = faults(&[
+            "doorbell-storm=4",
+            "duplicate-add",
+            "device-flap=2:1",
+            "config-storm=3:1",
         ]);
-        let devices = Read {
-            get_devices: true,
-            ..Read::default()
-        };
-        let info = Read {
-            dev: Some(0),
-            ..Read::default()
-        };
-        let first = f.after_read(devices);
+        let info = message_of(0);
+        let first = f.after_read(GET_DEVICES_READ);
         assert_eq!((first.doorbells, first.duplicate_adds), (4, false));
         assert!(f.after_read(info).duplicate_adds);
         assert!(first.flap.is_empty(), "no flapping before the first kick");

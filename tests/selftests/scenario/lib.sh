@@ -62,6 +62,15 @@ all_bound() {
 	done
 }
 
+# Whether no virtio device has device id $1 (a device going away while
+# vdev_by_id reads it makes cat complain), and whether its removal also
+# completed: no debugfs stats left either.
+off_the_bus() { ! vdev_by_id "$1" >/dev/null 2>&1; }
+removed() { off_the_bus "$1" && [ -z "$(stats_files "$1")" ]; }
+
+# Whether every virtio device is bound and none has device id $1.
+all_bound_but() { off_the_bus "$1" && all_bound "$(ls /sys/bus/virtio/devices | wc -l)"; }
+
 # Lists the virtio devices, as diagnostics.
 list_devices() {
 	for d in /sys/bus/virtio/devices/*; do

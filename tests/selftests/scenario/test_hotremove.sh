@@ -9,20 +9,17 @@ ktap_plan 5
 id=$(kind_id "$1") || exit 1
 drv=$(kind_driver "$1")
 
-# (A device going away while vdev_by_id reads it makes cat complain.)
 present() { vdev_by_id "$id" >/dev/null 2>&1; }
-off_the_bus() { ! vdev_by_id "$id" >/dev/null 2>&1; }
-removed() { off_the_bus && [ -z "$(stats_files "$id")" ]; }
 
 disappears() {
-	wait_for 60 off_the_bus && return 0
+	wait_for 60 off_the_bus "$id" && return 0
 	echo "# still there after 60 s:"
 	list_devices
 	return 1
 }
 
 removal_completes() {
-	wait_for 60 removed && return 0
+	wait_for 60 removed "$id" && return 0
 	echo "# debugfs stats still there after 60 s: $(stats_files "$id")"
 	return 1
 }

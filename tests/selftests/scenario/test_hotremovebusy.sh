@@ -8,13 +8,10 @@
 . ./lib.sh
 ktap_plan 4
 
-off_the_bus() { ! vdev_by_id 2 >/dev/null 2>&1; }
-removed() { off_the_bus && [ -z "$(stats_files 2)" ]; }
-
 removes() {
 	ask_host remove blk
 	t=$(now)
-	wait_for 60 removed || {
+	wait_for 60 removed 2 || {
 		echo "# removal not complete after 60 s"
 		list_devices
 		return 1

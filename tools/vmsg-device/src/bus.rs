@@ -426,6 +426,75 @@ impl Bus {
         }
     }
 
+    /// Fault injection: EVENT_DEVICE added for `only`, or for every device present.
+    pub fn announce_added(&self, only: Option<u16>, out: &mut Vec<Outgoing>) {
+        for n in self.present().filter(|n| only.is_none_or(|o| o == *n)) {
+            self.device_event(n, DeviceState::Added, out);
+        }
+    }
+
+    /// Fault injection (`late-add`): handles `msg` as if device `hidden` were not there
+    /// (a GET_DEVICES answer leaves it out); afterwards it is there as before.
+    pub fn handle_without(&mut self, hidden: u16, msg: &[u8], out: &mut Vec<Outgoing>) {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let was = self.removed.insert(hidden, far);
+        self.handle(msg, out);
+        match was {
+            Some(deadline) => self.removed.insert(hidden, deadline),
+            None => self.removed.remove(&hidden),
+        };
+    }
+
+    /// Fault injection: EVENT_DEVICE removed, then added, for `dev_num`; nothing changes on
+    /// this side.
+    pub fn flap(&self, dev_num: u16, out: &mut Vec<Outgoing>) {
+        self.device_event(dev_num, DeviceState::Removed, out);
+        self.device_event(dev_num, DeviceState::Added, out);
+    }
+
+    /// Fault injection: `count` EVENT_CONFIG for `dev_num`, its config unchanged.
+    pub fn config_storm(&self, dev_num: u16, count: u32, out: &mut Vec<Outgoing>) {
+        let Some(dev) = self.devices.get(&dev_num) else {
+            return;
+        };
+        let frame = Frame::transport(dev_num, dev.config_event());
+        if let Some(bytes) = encode(&self.codec(), &frame) {
+            for _ in 0..count {
+                out.push(Outgoing {
+                    dev: Some(dev_num),
+                    response: false,
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+    }
+
+    /// Fault injection: corrupts queue `vq` of `dev_num`'s used ring (see
+    /// [`TransportDevice::corrupt_used`]) and signals the queue; returns what was written.
+    pub fn corrupt_used(
+        &mut self,
+        dev_num: u16,
+        vq: u32,
+        how: crate::fault::UsedFault,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<String, String> {
+        let mem = self.mem.clone().ok_or("no guest memory mapped")?;
+        let dev = self
+            .devices
+            .get_mut(&dev_num)
+            .ok_or_else(|| format!("no device {dev_num}"))?;
+        let what = dev.corrupt_used(vq as usize, &mem, how)?;
+        let frame = Frame::transport(dev_num, TransportMessage::EventUsed { vq_index: vq });
+        if let Some(bytes) = encode(&self.codec(), &frame) {
+            out.push(Outgoing {
+                dev: Some(dev_num),
+                response: false,
+                bytes,
+            });
+        }
+        Ok(what)
+    }
+
     fn ctx(mem: Option<&Arc<GuestMemory>>, negotiated: Option<Negotiated>, max: u16) -> Ctx<'_> {
         Ctx {
             mem: mem.map(|m| m.as_ref()),
@@ -843,6 +912,31 @@ mod tests {
             version_status(&mut b, &version(1, 264, 0)).1,
             VersionStatus::RevisionUnsupported
         );
+    }
+
+    #[test]
+    fn late_add_hides_a_device_from_one_get_devices_only() {
+        let mut b = bus(3);
+        let get = request(
+            3,
+            0,
+            Message::Bus(BusMessage::GetDevicesRequest {
+                offset: 0,
+                count: 8,
+            }),
+        );
+        let codec = Codec::new(BusKind::SharedMemory);
+        let bitmap = |out: &[Outgoing]| match codec.decode(&out[0].bytes).unwrap().message {
+            Message::Bus(BusMessage::GetDevicesResponse { bitmap, .. }) => bitmap.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        let mut out = Vec::new();
+        b.handle_without(1, &get, &mut out);
+        assert_eq!(bitmap(&out), vec![0b101]);
+        let mut out = Vec::new();
+        b.handle(&get, &mut out);
+        assert_eq!(bitmap(&out), vec![0b111]);
+        assert!(!b.is_removed(1));
     }
 
     #[test]

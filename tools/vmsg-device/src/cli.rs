@@ -75,6 +75,26 @@ Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
   device-event-flood=N  once the bus is up: N EVENT_DEVICE added and removed in turn for
                         a device number that does not exist, and N for the first device
                         (default 100; no :DEV)
+  corrupt-consumer=N    once, after N messages read and answered (default 1), the
+                        to-device consumer index is stored 5 past the producer (no :DEV)
+  header-rewrite=N      once, after N messages read (default 20), the region header says
+                        magic 0, slot_count 3, ring offsets past the region (no :DEV)
+  doorbell-storm=N      after each message read, the driver's doorbell is rung N times
+                        (default 1000) with nothing published (no :DEV)
+  bad-used=id|len|idx[@N]
+                        once, at the device's Nth kick (default 10), after its buffers are
+                        used: a used entry with an id past the queue, the last entry's len
+                        0xfffffff0, or the used index a queue size ahead (needs :DEV)
+  config-storm=N        every response is followed by N EVENT_CONFIG for its device
+                        (default 100), its config unchanged
+  duplicate-add         at the first transport message (the bring-up adding its first
+                        device), EVENT_DEVICE added, twice, for every device (no :DEV)
+  late-add              the first GET_DEVICES answer leaves the device out; EVENT_DEVICE
+                        added for it follows right after (needs :DEV)
+  device-flap=N         from the first kick on, each of the next N messages read (default
+                        20) is followed by EVENT_DEVICE removed and added (needs :DEV)
+  remove-during-add=N   once, at the device's Nth message (default 1: GET_DEVICE_INFO), the
+                        device is removed as the control socket's remove does (needs :DEV)
 
 Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"

@@ -44,9 +44,38 @@
 //! | flood=N`          | (default 100) alternately added and removed for a number no   |
 //! |                   | device has (the lowest from 7 up), each followed by one for   |
 //! |                   | the first device, alternately removed and added               |
+//! | `corrupt-consumer | once, after N messages read from the driver (default 1) and   |
+//! | =N`               | answered, the to-device consumer index is stored 5 ahead of   |
+//! |                   | the producer; the device side then ignores that ring          |
+//! | `header-rewrite=N`| once, after N messages read (default 20), the header says     |
+//! |                   | magic 0, slot_count 3 and both ring offsets past the region;  |
+//! |                   | the device side itself keeps the layout it made               |
+//! | `doorbell-storm=N`| after each message read, the driver's doorbell is rung N      |
+//! |                   | times (default 1000) with nothing published                   |
+//! | `bad-used=HOW[@N]`| once, at the device's Nth EVENT_AVAIL (default 10), after its |
+//! |                   | buffers are used: `id` adds a used entry with an id past the  |
+//! |                   | queue, `len` makes the last entry's len 0xfffffff0, `idx`     |
+//! |                   | moves the used index a queue size ahead; then EVENT_USED      |
+//! | `config-storm=N`  | every response is followed by N EVENT_CONFIG (default 100)    |
+//! |                   | for its device, its config unchanged (from GET_DEVICE_INFO on,|
+//! |                   | so during its driver's probe too)                             |
+//! | `duplicate-add`   | at the first transport message (the bring-up adding its first |
+//! |                   | device), EVENT_DEVICE added, twice, for every device          |
+//! | `late-add`        | the first GET_DEVICES answer leaves the device `:DEV` out;    |
+//! |                   | EVENT_DEVICE added for it follows right after                 |
+//! | `device-flap=N`   | from the first kick on, each of the next N messages read      |
+//! |                   | (default 20) is followed by EVENT_DEVICE removed and added    |
+//! |                   | for the device `:DEV` (which this side keeps serving)         |
+//! | `remove-during-   | once, at the Nth message of device `:DEV` (default 1: its     |
+//! | add=N`            | GET_DEVICE_INFO), the device is removed as the control        |
+//! |                   | socket's `remove` does: EVENT_DEVICE removed, served until    |
+//! |                   | its reset                                                     |
 //!
-//! Every kind but `corrupt-index`, `stall` and `device-event-flood` takes `:DEV`. `fuzz` mutates events too;
-//! the others change responses only (`stall` delays everything).
+//! `corrupt-index`, `stall`, `device-event-flood`, `corrupt-consumer`, `header-rewrite`,
+//! `doorbell-storm` and `duplicate-add` concern the whole instance and take no `:DEV`;
+//! `bad-used`, `device-flap`, `remove-during-add` and `late-add` need one. `fuzz` mutates events too;
+//! the others change responses only (`stall` delays everything), or add messages or
+//! doorbells of their own.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -147,6 +176,52 @@ pub enum FaultKind {
         /// After how many messages read.
         after: u32,
     },
+    /// Store an impossible to-device consumer index after this many messages read, once.
+    CorruptConsumer(u32),
+    /// Rewrite the region header after this many messages read, once.
+    HeaderRewrite(u32),
+    /// Ring the driver's doorbell this many times after each message read.
+    DoorbellStorm(u32),
+    /// Write one bad used-ring entry or index at the device's Nth kick, once.
+    BadUsed {
+        /// What is written.
+        how: UsedFault,
+        /// At which kick of the device.
+        at: u32,
+    },
+    /// Follow each response with this many EVENT_CONFIG for its device.
+    ConfigStorm(u32),
+    /// Announce every device added twice more after the first GET_DEVICES answer.
+    DuplicateAdd,
+    /// Announce the device removed and added after each of this many messages, from the
+    /// first kick on.
+    DeviceFlap(u32),
+    /// Remove the device at its Nth message, once.
+    RemoveDuringAdd(u32),
+    /// Leave the device out of the first GET_DEVICES answer and announce it added right
+    /// after.
+    LateAdd,
+}
+
+/// What `bad-used` writes into a used ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsedFault {
+    /// One more used entry, whose id is past the queue.
+    Id,
+    /// The last used entry's len, huge.
+    Len,
+    /// The used index, a queue size ahead.
+    Idx,
+}
+
+impl UsedFault {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Len => "len",
+            Self::Idx => "idx",
+        }
+    }
 }
 
 impl FaultKind {
@@ -154,7 +229,21 @@ impl FaultKind {
     fn is_instance_wide(self) -> bool {
         matches!(
             self,
-            Self::CorruptIndex(_) | Self::Stall { .. } | Self::DeviceEventFlood(_)
+            Self::CorruptIndex(_)
+                | Self::Stall { .. }
+                | Self::DeviceEventFlood(_)
+                | Self::CorruptConsumer(_)
+                | Self::HeaderRewrite(_)
+                | Self::DoorbellStorm(_)
+                | Self::DuplicateAdd
+        )
+    }
+
+    /// Whether the fault acts on one device it must be told (`:DEV`).
+    fn needs_device(self) -> bool {
+        matches!(
+            self,
+            Self::BadUsed { .. } | Self::DeviceFlap(_) | Self::RemoveDuringAdd(_) | Self::LateAdd
         )
     }
 }
@@ -191,6 +280,15 @@ impl fmt::Display for FaultSpec {
             FaultKind::GenerationChurn => write!(f, "generation-churn"),
             FaultKind::StickyStatus => write!(f, "sticky-status"),
             FaultKind::DeviceEventFlood(n) => write!(f, "device-event-flood={n}"),
+            FaultKind::CorruptConsumer(n) => write!(f, "corrupt-consumer={n}"),
+            FaultKind::HeaderRewrite(n) => write!(f, "header-rewrite={n}"),
+            FaultKind::DoorbellStorm(n) => write!(f, "doorbell-storm={n}"),
+            FaultKind::BadUsed { how, at } => write!(f, "bad-used={}@{at}", how.name()),
+            FaultKind::ConfigStorm(n) => write!(f, "config-storm={n}"),
+            FaultKind::DuplicateAdd => write!(f, "duplicate-add"),
+            FaultKind::DeviceFlap(n) => write!(f, "device-flap={n}"),
+            FaultKind::RemoveDuringAdd(n) => write!(f, "remove-during-add={n}"),
+            FaultKind::LateAdd => write!(f, "late-add"),
         }?;
         match self.dev {
             Some(d) => write!(f, ":{d}"),
@@ -202,7 +300,10 @@ impl fmt::Display for FaultSpec {
 const KNOWN: &str = "no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, vanish=N, \
                      corrupt-index=N, short=N, unknown-id, unsolicited, config-size=N, \
                      config-range, queue-size=N|huge, feature-blocks, fuzz=SEED[/PCT], \
-                     stall=MS[@N], generation-churn, sticky-status, device-event-flood=N";
+                     stall=MS[@N], generation-churn, sticky-status, device-event-flood=N, \
+                     corrupt-consumer=N, header-rewrite=N, doorbell-storm=N, \
+                     bad-used=id|len|idx[@N], config-storm=N, duplicate-add, device-flap=N, \
+                     remove-during-add=N, late-add";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -282,11 +383,41 @@ impl FromStr for FaultSpec {
             "generation-churn" => no_value(FaultKind::GenerationChurn)?,
             "sticky-status" => no_value(FaultKind::StickyStatus)?,
             "device-event-flood" => FaultKind::DeviceEventFlood(num(100)?),
+            "corrupt-consumer" => FaultKind::CorruptConsumer(num(1)?),
+            "header-rewrite" => FaultKind::HeaderRewrite(num(20)?),
+            "doorbell-storm" => FaultKind::DoorbellStorm(num(1000)?),
+            "bad-used" => {
+                let v = value.ok_or("bad-used needs a value: id, len or idx, then [@N]")?;
+                let (how, at) = match v.split_once('@') {
+                    Some((how, at)) => (how, Some(at)),
+                    None => (v, None),
+                };
+                let how = match how {
+                    "id" => UsedFault::Id,
+                    "len" => UsedFault::Len,
+                    "idx" => UsedFault::Idx,
+                    other => return Err(format!("fault '{s}': '{other}' is not id, len or idx")),
+                };
+                FaultKind::BadUsed {
+                    how,
+                    at: number(at, 10)?,
+                }
+            }
+            "config-storm" => FaultKind::ConfigStorm(num(100)?),
+            "duplicate-add" => no_value(FaultKind::DuplicateAdd)?,
+            "device-flap" => FaultKind::DeviceFlap(num(20)?),
+            "remove-during-add" => FaultKind::RemoveDuringAdd(num(1)?),
+            "late-add" => no_value(FaultKind::LateAdd)?,
             other => return Err(format!("unknown fault '{other}' (known: {KNOWN})")),
         };
         if matches!(
             kind,
-            FaultKind::CorruptIndex(0) | FaultKind::Stall { after: 0, .. }
+            FaultKind::CorruptIndex(0)
+                | FaultKind::Stall { after: 0, .. }
+                | FaultKind::CorruptConsumer(0)
+                | FaultKind::HeaderRewrite(0)
+                | FaultKind::BadUsed { at: 0, .. }
+                | FaultKind::RemoveDuringAdd(0)
         ) {
             return Err(format!("{name} needs N >= 1"));
         }
@@ -294,6 +425,9 @@ impl FromStr for FaultSpec {
             return Err(format!(
                 "{name} concerns the bus instance, not one device: drop ':DEV'"
             ));
+        }
+        if dev.is_none() && kind.needs_device() {
+            return Err(format!("{name} acts on one device: add ':DEV'"));
         }
         Ok(Self { kind, dev })
     }
@@ -308,11 +442,43 @@ pub enum Verdict {
     Drop(&'static str),
 }
 
+/// A message read from the driver, as the faults that act of their own accord see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Read {
+    /// Its device (`None`: a bus message).
+    pub dev: Option<u16>,
+    /// The queue it notifies, if it is an EVENT_AVAIL once a VERSION was accepted.
+    pub kick: Option<u32>,
+    /// Whether it is a GET_DEVICES request.
+    pub get_devices: bool,
+}
+
+/// What the faults have the device side do after a message read, besides answering it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Actions {
+    /// Doorbells to ring with nothing published (`doorbell-storm`).
+    pub doorbells: u32,
+    /// Rewrite the region header (`header-rewrite`).
+    pub rewrite_header: bool,
+    /// Device, queue and what to write into its used ring (`bad-used`).
+    pub bad_used: Option<(u16, u32, UsedFault)>,
+    /// Announce every device added twice more (`duplicate-add`).
+    pub duplicate_adds: bool,
+    /// Devices to announce removed and added (`device-flap`).
+    pub flap: Vec<u16>,
+    /// Devices to remove (`remove-during-add`).
+    pub remove: Vec<u16>,
+}
+
 /// The active faults and their counters.
 #[derive(Debug, Default)]
 pub struct Faults {
     specs: Vec<FaultSpec>,
+    /// Per spec: the messages it counted, and whether its one-time action started.
     seen: Vec<u32>,
+    done: Vec<bool>,
+    /// `corrupt-consumer` fired and waits for the answers to be published.
+    consumer_corruption: bool,
     sent: u32,
     corrupted: bool,
     /// Messages read from the driver, and whether the `stall` fault has fired.
@@ -390,8 +556,10 @@ impl Faults {
             })
             .collect();
         Self {
+            done: vec![false; specs.len()],
             specs,
             seen,
+            consumer_corruption: false,
             sent: 0,
             corrupted: false,
             received: 0,
@@ -564,6 +732,96 @@ impl Faults {
                 _ => None,
             })
             .collect()
+    }
+
+    /// EVENT_CONFIG to add after a response of device `dev` (`config-storm`); none for a
+    /// bus response.
+    pub fn config_storm(&self, dev: Option<u16>) -> u32 {
+        if dev.is_none() {
+            return 0;
+        }
+        self.specs
+            .iter()
+            .filter(|s| Self::applies(s, dev))
+            .map(|s| match s.kind {
+                FaultKind::ConfigStorm(n) => n,
+                _ => 0,
+            })
+            .fold(0, u32::saturating_add)
+    }
+
+    /// Counts a message read from the driver (and not dropped by a fault) for the faults
+    /// that act of their own accord, and says what they do now.
+    pub fn after_read(&mut self, read: Read) -> Actions {
+        let mut act = Actions::default();
+        let counters = self.seen.iter_mut().zip(self.done.iter_mut());
+        for (spec, (seen, done)) in self.specs.iter().zip(counters) {
+            let mine = read.dev.is_some() && read.dev == spec.dev;
+            match spec.kind {
+                FaultKind::DoorbellStorm(n) => act.doorbells = act.doorbells.saturating_add(n),
+                FaultKind::HeaderRewrite(n) | FaultKind::CorruptConsumer(n) if !*done => {
+                    *seen = seen.saturating_add(1);
+                    if *seen >= n {
+                        *done = true;
+                        if matches!(spec.kind, FaultKind::HeaderRewrite(_)) {
+                            act.rewrite_header = true;
+                        } else {
+                            self.consumer_corruption = true;
+                        }
+                    }
+                }
+                FaultKind::BadUsed { how, at } if mine && !*done => {
+                    if let (Some(vq), Some(dev)) = (read.kick, read.dev) {
+                        *seen = seen.saturating_add(1);
+                        if *seen >= at {
+                            *done = true;
+                            act.bad_used = Some((dev, vq, how));
+                        }
+                    }
+                }
+                FaultKind::DuplicateAdd if read.dev.is_some() && !*done => {
+                    *done = true;
+                    act.duplicate_adds = true;
+                }
+                FaultKind::DeviceFlap(n) => {
+                    *done |= read.kick.is_some();
+                    if let (true, Some(dev)) = (*done && *seen < n, spec.dev) {
+                        *seen += 1;
+                        act.flap.push(dev);
+                    }
+                }
+                FaultKind::RemoveDuringAdd(n) if mine && !*done => {
+                    *seen = seen.saturating_add(1);
+                    if let (true, Some(dev)) = (*seen >= n, spec.dev) {
+                        *done = true;
+                        act.remove.push(dev);
+                    }
+                }
+                _ => {}
+            }
+        }
+        act
+    }
+
+    /// Before a message read is handled: the device to leave out of the first GET_DEVICES
+    /// answer and announce added after it (`late-add`), once.
+    pub fn late_add(&mut self, read: Read) -> Option<u16> {
+        if !read.get_devices {
+            return None;
+        }
+        let (spec, done) = self
+            .specs
+            .iter()
+            .zip(self.done.iter_mut())
+            .find(|(s, done)| s.kind == FaultKind::LateAdd && !**done)?;
+        *done = true;
+        spec.dev
+    }
+
+    /// Returns true exactly once, when `corrupt-consumer` has fired and the device side
+    /// should store the impossible consumer index (once its answers are published).
+    pub fn consumer_corruption_due(&mut self) -> bool {
+        std::mem::take(&mut self.consumer_corruption)
     }
 
     /// Counts a message read from the driver; returns, exactly once, how long to stop
@@ -775,6 +1033,152 @@ mod tests {
         ] {
             assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_the_device_side_initiative_faults() {
+        assert_eq!(
+            parse("corrupt-consumer").kind,
+            FaultKind::CorruptConsumer(1)
+        );
+        assert_eq!(parse("header-rewrite").kind, FaultKind::HeaderRewrite(20));
+        assert_eq!(parse("doorbell-storm").kind, FaultKind::DoorbellStorm(1000));
+        assert_eq!(
+            parse("bad-used=id:1").kind,
+            FaultKind::BadUsed {
+                how: UsedFault::Id,
+                at: 10
+            }
+        );
+        assert_eq!(
+            parse("bad-used=idx@3:0").kind,
+            FaultKind::BadUsed {
+                how: UsedFault::Idx,
+                at: 3
+            }
+        );
+        assert_eq!(parse("config-storm").kind, FaultKind::ConfigStorm(100));
+        assert_eq!(parse("device-flap:1").kind, FaultKind::DeviceFlap(20));
+        assert_eq!(
+            parse("remove-during-add:1").kind,
+            FaultKind::RemoveDuringAdd(1)
+        );
+        for s in [
+            "corrupt-consumer=80",
+            "header-rewrite=7",
+            "doorbell-storm=5",
+            "bad-used=len@4:1",
+            "config-storm=3",
+            "config-storm=1:2",
+            "duplicate-add",
+            "device-flap=6:1",
+            "remove-during-add=9:1",
+            "late-add:2",
+        ] {
+            assert_eq!(parse(s).to_string(), s);
+        }
+        for bad in [
+            "corrupt-consumer=0",
+            "corrupt-consumer:1",
+            "header-rewrite=x",
+            "header-rewrite:1",
+            "doorbell-storm:1",
+            "bad-used:1",
+            "bad-used=desc:1",
+            "bad-used=id@0:1",
+            "bad-used=id@x:1",
+            "bad-used=id",
+            "config-storm=x",
+            "duplicate-add=2",
+            "duplicate-add:1",
+            "device-flap=3",
+            "remove-during-add",
+            "remove-during-add=0:1",
+            "late-add",
+            "late-add=1:2",
+        ] {
+            assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
+        }
+    }
+
+    const KICK: Read = Read {
+        dev: Some(1),
+        kick: Some(0),
+        get_devices: false,
+    };
+    const GET_DEVICES_READ: Read = Read {
+        dev: None,
+        kick: None,
+        get_devices: true,
+    };
+
+    /// A message of device `dev` that is not a kick.
+    fn message_of(dev: u16) -> Read {
+        Read {
+            dev: Some(dev),
+            ..Read::default()
+        }
+    }
+
+    fn faults(specs: &[&str]) -> Faults {
+        Faults::new(specs.iter().map(|s| parse(s)).collect())
+    }
+
+    #[test]
+    fn one_time_actions_fire_once_at_their_count() {
+        let mut f = faults(&[
+            "header-rewrite=2",
+            "corrupt-consumer=3",
+            "bad-used=id@2:1",
+            "remove-during-add=1:2",
+        ]);
+        let other = message_of(2);
+        assert_eq!(f.after_read(KICK), Actions::default());
+        let second = f.after_read(other);
+        assert!(second.rewrite_header);
+        assert_eq!(second.remove, vec![2]);
+        assert!(!f.consumer_corruption_due());
+        let third = f.after_read(KICK);
+        assert_eq!(third.bad_used, Some((1, 0, UsedFault::Id)));
+        assert!(!third.rewrite_header);
+        assert!(f.consumer_corruption_due());
+        assert!(!f.consumer_corruption_due());
+        assert_eq!(f.after_read(KICK), Actions::default());
+        assert_eq!(f.after_read(other), Actions::default());
+    }
+
+    #[test]
+    fn late_add_hides_once_at_get_devices() {
+        let mut f = faults(&["late-add:2"]);
+        assert_eq!(f.late_add(KICK), None);
+        assert_eq!(f.late_add(GET_DEVICES_READ), Some(2));
+        assert_eq!(f.late_add(GET_DEVICES_READ), None);
+    }
+
+    #[test]
+    fn storms_and_device_events() {
+        let mut f = faults(&[
+            "doorbell-storm=4",
+            "duplicate-add",
+            "device-flap=2:1",
+            "config-storm=3:1",
+        ]);
+        let info = message_of(0);
+        let first = f.after_read(GET_DEVICES_READ);
+        assert_eq!((first.doorbells, first.duplicate_adds), (4, false));
+        assert!(f.after_read(info).duplicate_adds);
+        assert!(first.flap.is_empty(), "no flapping before the first kick");
+        assert!(!f.after_read(info).duplicate_adds);
+        assert_eq!(f.after_read(KICK).flap, vec![1]);
+        assert_eq!(f.after_read(Read::default()).flap, vec![1]);
+        assert!(f.after_read(KICK).flap.is_empty());
+        assert_eq!(f.config_storm(Some(1)), 3);
+        assert_eq!(f.config_storm(Some(0)), 0);
+        assert_eq!(f.config_storm(None), 0);
+        assert_eq!(
+            Faults::new(vec![parse("config-storm=2")]).config_storm(Some(5)),
+            2
+        );
     }
 
     fn response(dev: Option<u16>) -> Outgoing {

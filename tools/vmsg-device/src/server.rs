@@ -21,18 +21,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use virtio_msg_codec::bus::BusMessage;
 use virtio_msg_codec::transport::id::EVENT_AVAIL;
-use virtio_msg_codec::{Header, TRANSPORT_F_STRICT_CONFIG_GENERATION};
+use virtio_msg_codec::transport::TransportMessage;
+use virtio_msg_codec::{Header, Message, TRANSPORT_F_STRICT_CONFIG_GENERATION};
 
 use crate::bus::{Bus, BusConfig, Hold, Outgoing};
 use crate::cli::{size_allows_negotiation, Config};
 use crate::control::{Command, Control};
 use crate::devices::{DeviceSpec, GuestMemory};
-use crate::fault::{Faults, Verdict};
+use crate::fault::{Actions, Faults, Read as FaultRead, Verdict};
 use crate::guest_memory;
 use crate::ivshmem::{IvshmemServer, PeerEvent};
 use crate::ivshmem_peer::{IvshmemPeer, PeerChange};
-use crate::region::{driver_state, DeviceState, Geometry, Popped, Region, RingError};
+use crate::region::{driver_state, hdr, DeviceState, Geometry, Popped, Region, RingError};
 use crate::state::{SavedState, StateFile, STATE_VERSION};
 use crate::transport::TransportDevice;
 
@@ -962,7 +964,17 @@ impl Server {
             return;
         }
         let mut out = Vec::new();
-        self.bus.handle(bytes, &mut out);
+        let read =
+            (!self.faults.is_empty()).then(|| self.read_for_faults(bytes, dev, notification));
+        let hidden = read.and_then(|r| self.faults.late_add(r));
+        match hidden {
+            Some(d) => self.bus.handle_without(d, bytes, &mut out),
+            None => self.bus.handle(bytes, &mut out),
+        }
+        if let Some(d) = hidden {
+            log::warn!("fault late-add: device {d} left out of GET_DEVICES, announced added now");
+            self.bus.announce_added(Some(d), &mut out);
+        }
         // At the first kick: the driver side has devices up by then, so that the flood
         // reaches its device add/remove path rather than a bus still coming up.
         if notification && self.bus.negotiated().is_some() {
@@ -970,6 +982,10 @@ impl Server {
                 log::warn!("fault device-event-flood: {count} bogus EVENT_DEVICE pairs");
                 self.bus.device_event_flood(count, &mut out);
             }
+        }
+        if let Some(read) = read {
+            let actions = self.faults.after_read(read);
+            self.act(actions, &mut out);
         }
         // Before the response is published: a successor must not see the answer without
         // the state change behind it. Notifications change nothing that is saved.
@@ -980,8 +996,88 @@ impl Server {
             for (target, count) in self.faults.floods(dev) {
                 self.bus.flood(target, count, &mut out);
             }
+            if let (Some(d), count @ 1..) = (dev, self.faults.config_storm(dev)) {
+                self.bus.config_storm(d, count, &mut out);
+            }
         }
         self.enqueue_all(out);
+    }
+
+    /// What the faults that act of their own accord need to know of a message read.
+    fn read_for_faults(&self, bytes: &[u8], dev: Option<u16>, notification: bool) -> FaultRead {
+        let codec = self.bus.codec();
+        let decoded = codec.decode(bytes).ok().map(|f| f.message);
+        let kick = match decoded {
+            Some(Message::Transport(TransportMessage::EventAvail { vq_index, .. }))
+                if notification && self.bus.negotiated().is_some() =>
+            {
+                Some(vq_index)
+            }
+            _ => None,
+        };
+        let get_devices = matches!(
+            decoded,
+            Some(Message::Bus(BusMessage::GetDevicesRequest { .. }))
+        );
+        FaultRead {
+            dev,
+            kick,
+            get_devices,
+        }
+    }
+
+    /// Does what the faults say besides answering (`crate::fault::Actions`).
+    fn act(&mut self, actions: Actions, out: &mut Vec<Outgoing>) {
+        for _ in 0..actions.doorbells {
+            self.ring_driver();
+        }
+        if actions.rewrite_header {
+            log::warn!("fault header-rewrite: magic 0, slot_count 3, ring offsets past the region");
+            self.rewrite_header();
+        }
+        if let Some((d, vq, how)) = actions.bad_used {
+            match self.bus.corrupt_used(d, vq, how, out) {
+                Ok(what) => log::warn!("fault bad-used: device {d} queue {vq}: {what}"),
+                Err(e) => log::warn!("fault bad-used: device {d} queue {vq}: not done: {e}"),
+            }
+        }
+        if actions.duplicate_adds {
+            log::warn!("fault duplicate-add: every device announced added twice more");
+            self.bus.announce_added(None, out);
+            self.bus.announce_added(None, out);
+        }
+        for d in actions.flap {
+            self.bus.flap(d, out);
+        }
+        for d in actions.remove {
+            log::warn!("fault remove-during-add: removing device {d}");
+            if let Err(e) = self.bus.remove_device(d, out) {
+                log::warn!("fault remove-during-add: {e}");
+            }
+        }
+    }
+
+    /// `header-rewrite`: header fields the driver side checked at probe, made impossible
+    /// (written through the file: the region's own accessors keep its layout).
+    fn rewrite_header(&self) {
+        use std::os::unix::fs::FileExt;
+        let past = u32::try_from(self.region.geometry().region_size)
+            .unwrap_or(u32::MAX)
+            .saturating_add(0x1000);
+        for (offset, value) in [
+            (hdr::MAGIC, 0),
+            (hdr::SLOT_COUNT, 3),
+            (hdr::TO_DEVICE_OFFSET, past),
+            (hdr::TO_DRIVER_OFFSET, past),
+        ] {
+            if let Err(e) = self
+                .region
+                .file()
+                .write_all_at(&value.to_le_bytes(), offset as u64)
+            {
+                log::error!("fault header-rewrite: header at {offset:#x}: {e}");
+            }
+        }
     }
 
     fn enqueue_all(&mut self, out: Vec<Outgoing>) {
@@ -1059,6 +1155,17 @@ impl Server {
         if self.backlog.is_empty() && self.rx_released != self.rx_next {
             self.region.to_device().release_to(self.rx_next);
             self.rx_released = self.rx_next;
+        }
+        if self.backlog.is_empty() && self.faults.consumer_corruption_due() {
+            // Ahead of the producer: a count no correct producer accepts. This side stops
+            // reading the ring, as it would for a corrupt one, until the driver detaches.
+            let ring = self.region.to_device();
+            let bad = ring.producer().wrapping_add(5);
+            log::warn!(
+                "fault corrupt-consumer: to-device consumer index {bad}, 5 past the producer"
+            );
+            ring.release_to(bad);
+            self.to_device_corrupt = true;
         }
     }
 

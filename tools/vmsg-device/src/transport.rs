@@ -463,6 +463,70 @@ impl TransportDevice {
         }
     }
 
+    /// Fault injection (`config-storm`): the EVENT_CONFIG of a config change that changed
+    /// nothing, with the device's status and generation.
+    pub fn config_event(&self) -> TransportMessage<'static> {
+        TransportMessage::EventConfig {
+            device_status: self.status,
+            generation: self.generation,
+            offset: 0,
+            data: &[],
+        }
+    }
+
+    /// Fault injection (`bad-used`): writes what `how` says into queue `index`'s used
+    /// ring, after the buffers the device used, and moves this side's used index along.
+    pub fn corrupt_used(
+        &mut self,
+        index: usize,
+        mem: &GuestMemory,
+        how: crate::fault::UsedFault,
+    ) -> Result<String, String> {
+        use crate::fault::UsedFault;
+        use std::sync::atomic::Ordering;
+        use vm_memory::Bytes;
+        let q = self
+            .queues
+            .get_mut(index)
+            .filter(|q| q.ready())
+            .ok_or_else(|| format!("queue {index} is not set up"))?;
+        let (size, used) = (q.size(), q.next_used());
+        let ring = GuestAddress(q.used_ring());
+        // Layout of a split used ring: flags, idx, then {id, len} per entry.
+        let entry = |i: u16| ring.0 + 4 + 8 * u64::from(i % size);
+        let write = |addr: u64, value: u32| {
+            mem.store(value, GuestAddress(addr), Ordering::Release)
+                .map_err(|e| format!("used ring at {addr:#x}: {e}"))
+        };
+        let idx = |value: u16| {
+            mem.store(value, GuestAddress(ring.0 + 2), Ordering::Release)
+                .map_err(|e| format!("used index: {e}"))
+        };
+        let what = match how {
+            UsedFault::Id => {
+                let id = u32::from(size) + 7;
+                write(entry(used), id)?;
+                write(entry(used) + 4, 0)?;
+                let next = used.wrapping_add(1);
+                idx(next)?;
+                q.set_next_used(next);
+                format!("used entry {used} with id {id}")
+            }
+            UsedFault::Len => {
+                let last = used.wrapping_sub(1);
+                write(entry(last) + 4, 0xffff_fff0)?;
+                format!("used entry {last} with len 0xfffffff0")
+            }
+            UsedFault::Idx => {
+                let next = used.wrapping_add(size);
+                idx(next)?;
+                q.set_next_used(next);
+                format!("used index {used} -> {next}")
+            }
+        };
+        Ok(what)
+    }
+
     /// The device cannot go on (a queue it cannot use, guest memory missing): sets
     /// DEVICE_NEEDS_RESET and announces it (EVENT_CONFIG), once: from then on no queue is
     /// touched until the driver resets the device, so the log says it once too.

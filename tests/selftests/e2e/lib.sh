@@ -47,11 +47,14 @@ vdev_by_id() {
 bound_driver() { [ -L "$1/driver" ] && basename "$(readlink "$1/driver")"; }
 
 # Waits up to $3 seconds (default 30) until the device with id $1 is bound to
-# driver $2; devices appear asynchronously after the bus module loads.
+# driver $2 and its probe is done: devices appear asynchronously after the bus
+# module loaded (in a work item), the "driver" link before the driver's probe
+# runs, and DRIVER_OK (status bit 2) once it has set the device up.
 wait_bound() {
 	i=0
 	while [ $i -lt $((${3:-30} * 10)) ]; do
-		d=$(vdev_by_id "$1") && [ "$(bound_driver "$d")" = "$2" ] && return 0
+		d=$(vdev_by_id "$1") && [ "$(bound_driver "$d")" = "$2" ] &&
+			[ $(($(cat "$d/status" 2>/dev/null || echo 0) & 4)) != 0 ] && return 0
 		usleep 100000
 		i=$((i + 1))
 	done

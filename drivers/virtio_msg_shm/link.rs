@@ -37,7 +37,7 @@ use kernel::{
     prelude::*,
     sync::{aref::ARef, lock::Guard, Arc, CondVar, CondVarTimeoutResult},
     time::{delay::fsleep, msecs_to_jiffies, Delta, Instant, Monotonic},
-    workqueue::{impl_has_work, new_work, Work, WorkItem},
+    workqueue::{impl_has_work, new_work, HasWork, Work, WorkItem},
 };
 
 /// ivshmem BAR0 registers used here.
@@ -356,19 +356,17 @@ impl ShmLink {
     /// the bus device, and its removal, wait for no device's bring-up.
     pub(crate) fn add_devices_later(self: &Arc<Self>, devices: KVec<u16>) {
         self.device_work.lock().listed = devices;
-        self.queue_device_work();
+        self.queue::<DEV_WORK>();
     }
 
-    fn queue_device_work(self: &Arc<Self>) {
+    /// Queues work item `ID` unless the work items are stopped. Already queued: that run
+    /// takes this too.
+    fn queue<const ID: u64>(self: &Arc<Self>)
+    where
+        Self: WorkItem<ID, Pointer = Arc<Self>> + HasWork<Self, ID>,
+    {
         if !self.stopped.load(Ordering::Acquire) {
-            // Already queued: that run takes this too.
-            let _ = system_dfl().enqueue::<Arc<Self>, DEV_WORK>(self.clone());
-        }
-    }
-
-    fn queue_rx_work(self: &Arc<Self>) {
-        if !self.stopped.load(Ordering::Acquire) {
-            let _ = system_dfl().enqueue::<Arc<Self>, RX_WORK>(self.clone());
+            let _ = system_dfl().enqueue::<Arc<Self>, ID>(self.clone());
         }
     }
 
@@ -456,9 +454,7 @@ impl ShmLink {
     /// interrupts disabled waiting for the device side (virtio_console's __send_to_port()
     /// does), while the device side waits for room in the to-driver ring.
     pub(crate) fn poll(self: &Arc<Self>) {
-        if self.drain_some(&self.stats.received_by_poll) {
-            self.queue_rx_work();
-        }
+        self.drain_or_defer(&self.stats.received_by_poll);
         self.events_blocked.store(false, Ordering::Release);
         self.tell_transport_to_resume();
     }
@@ -531,7 +527,7 @@ impl ShmLink {
                     })?;
             }
         }
-        self.queue_device_work();
+        self.queue::<DEV_WORK>();
         Ok(())
     }
 
@@ -667,13 +663,15 @@ impl ShmLink {
 
     /// Drains the to-driver ring in batches of `THREAD_BATCH`, so that interrupts are not kept
     /// disabled for a whole flood, up to `WAKE_BATCHES` of them, counting what it took in
-    /// `taken`. Returns whether messages are left. Process context.
-    fn drain_some(self: &Arc<Self>, taken: &AtomicU64) -> bool {
+    /// `taken`, and leaves what is left to the receive work item. Returns whether it did.
+    /// Process context.
+    fn drain_or_defer(self: &Arc<Self>, taken: &AtomicU64) -> bool {
         for _ in 0..WAKE_BATCHES {
             if !matches!(self.drain(THREAD_BATCH, taken), Ok(Drained::BudgetSpent)) {
                 return false;
             }
         }
+        self.queue::<RX_WORK>();
         true
     }
 
@@ -796,11 +794,10 @@ impl ThreadedHandler for RxHandler {
 
     fn handle_threaded(&self, _dev: &kernel::device::Device<kernel::device::Bound>) -> IrqReturn {
         let link = &self.0;
-        if link.drain_some(&link.stats.received_in_thread) {
-            // The thread runs at real-time priority: a device side that keeps the ring full
-            // must not pin the CPU. The work item shares it with everything else.
+        // The thread runs at real-time priority: a device side that keeps the ring full must
+        // not pin the CPU. The work item shares it with everything else.
+        if link.drain_or_defer(&link.stats.received_in_thread) {
             link.stats.rx_deferred.fetch_add(1, Ordering::Relaxed);
-            link.queue_rx_work();
         }
         link.resume_events();
         IrqReturn::Handled
@@ -827,10 +824,8 @@ impl WorkItem<RX_WORK> for ShmLink {
         if this.stopped.load(Ordering::Acquire) {
             return;
         }
-        if this.drain_some(&this.stats.received_in_work) {
-            // Queued behind whatever else waits for a worker.
-            this.queue_rx_work();
-        }
+        // Queued again behind whatever else waits for a worker while messages are left.
+        this.drain_or_defer(&this.stats.received_in_work);
         this.resume_events();
     }
 }

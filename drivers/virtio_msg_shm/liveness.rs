@@ -114,12 +114,8 @@ impl Liveness {
                 match crate::negotiate::ping(link, count) {
                     Ok(()) => continue,
                     // A device side going away answers nothing more: the PING sent just
-                    // before it said so is not a failure.
-                    Err(_) if link.device_state() == Ok(region::DEVICE_GOING_AWAY) => {
-                        instance.go_away();
-                        away = true;
-                        continue;
-                    }
+                    // before it said so is not a failure. The next round sees the state.
+                    Err(_) if link.device_state() == Ok(region::DEVICE_GOING_AWAY) => continue,
                     Err(e) => link.fail_liveness(e),
                 }
             }

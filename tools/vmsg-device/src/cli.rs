@@ -95,6 +95,9 @@ Faults (--fault KIND[=N][:DEV]; without :DEV every message is affected):
                         20) is followed by EVENT_DEVICE removed and added (needs :DEV)
   remove-during-add=N   once, at the device's Nth message (default 1: GET_DEVICE_INFO), the
                         device is removed as the control socket's remove does (needs :DEV)
+  slot-rewrite=N        a waiting message to the driver whose ring index is a multiple of N
+                        (default 4) has a random byte flipped and written back, again and
+                        again, while the driver may be copying it (no :DEV)
 
 Config file (--config, TOML; command-line values win):
   socket = \"/tmp/vmsg.sock\"

@@ -70,9 +70,13 @@
 //! | add=N`            | GET_DEVICE_INFO), the device is removed as the control        |
 //! |                   | socket's `remove` does: EVENT_DEVICE removed, served until    |
 //! |                   | its reset                                                     |
+//! | `slot-rewrite=N`  | while a message to the driver waits in its slot, and its ring |
+//! |                   | index is a multiple of N (default 4), a thread keeps flipping |
+//! |                   | one random byte of it and writing it back microseconds later  |
+//! |                   | (`crate::slot_rewrite`): the driver may copy it mid-change    |
 //!
 //! `corrupt-index`, `stall`, `device-event-flood`, `corrupt-consumer`, `header-rewrite`,
-//! `doorbell-storm` and `duplicate-add` concern the whole instance and take no `:DEV`;
+//! `doorbell-storm`, `duplicate-add` and `slot-rewrite` concern the whole instance and take no `:DEV`;
 //! `bad-used`, `device-flap`, `remove-during-add` and `late-add` need one. `fuzz` mutates events too;
 //! the others change responses only (`stall` delays everything), or add messages or
 //! doorbells of their own.
@@ -201,6 +205,8 @@ pub enum FaultKind {
     /// Leave the device out of the first GET_DEVICES answer and announce it added right
     /// after.
     LateAdd,
+    /// Keep rewriting waiting messages whose ring index is a multiple of this.
+    SlotRewrite(u32),
 }
 
 /// What `bad-used` writes into a used ring.
@@ -236,6 +242,7 @@ impl FaultKind {
                 | Self::HeaderRewrite(_)
                 | Self::DoorbellStorm(_)
                 | Self::DuplicateAdd
+                | Self::SlotRewrite(_)
         )
     }
 
@@ -289,6 +296,7 @@ impl fmt::Display for FaultSpec {
             FaultKind::DeviceFlap(n) => write!(f, "device-flap={n}"),
             FaultKind::RemoveDuringAdd(n) => write!(f, "remove-during-add={n}"),
             FaultKind::LateAdd => write!(f, "late-add"),
+            FaultKind::SlotRewrite(n) => write!(f, "slot-rewrite={n}"),
         }?;
         match self.dev {
             Some(d) => write!(f, ":{d}"),
@@ -303,7 +311,7 @@ const KNOWN: &str = "no-answer, delay=MS, bad-size, bad-id, bad-token, flood=N, 
                      stall=MS[@N], generation-churn, sticky-status, device-event-flood=N, \
                      corrupt-consumer=N, header-rewrite=N, doorbell-storm=N, \
                      bad-used=id|len|idx[@N], config-storm=N, duplicate-add, device-flap=N, \
-                     remove-during-add=N, late-add";
+                     remove-during-add=N, late-add, slot-rewrite=N";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -408,6 +416,7 @@ impl FromStr for FaultSpec {
             "device-flap" => FaultKind::DeviceFlap(num(20)?),
             "remove-during-add" => FaultKind::RemoveDuringAdd(num(1)?),
             "late-add" => no_value(FaultKind::LateAdd)?,
+            "slot-rewrite" => FaultKind::SlotRewrite(num(4)?),
             other => return Err(format!("unknown fault '{other}' (known: {KNOWN})")),
         };
         if matches!(
@@ -418,6 +427,7 @@ impl FromStr for FaultSpec {
                 | FaultKind::HeaderRewrite(0)
                 | FaultKind::BadUsed { at: 0, .. }
                 | FaultKind::RemoveDuringAdd(0)
+                | FaultKind::SlotRewrite(0)
         ) {
             return Err(format!("{name} needs N >= 1"));
         }
@@ -709,6 +719,14 @@ impl Faults {
             }
         }
         delay
+    }
+
+    /// `slot-rewrite`: every how many ring indices a waiting message is rewritten.
+    pub fn slot_rewrite(&self) -> Option<u32> {
+        self.specs.iter().find_map(|s| match s.kind {
+            FaultKind::SlotRewrite(every) => Some(every),
+            _ => None,
+        })
     }
 
     /// Per `fuzz` fault: its seed, the messages it applied to and how many it mutated.
@@ -1063,6 +1081,7 @@ mod tests {
             parse("remove-during-add:1").kind,
             FaultKind::RemoveDuringAdd(1)
         );
+        assert_eq!(parse("slot-rewrite").kind, FaultKind::SlotRewrite(4));
         for s in [
             "corrupt-consumer=80",
             "header-rewrite=7",
@@ -1074,6 +1093,7 @@ mod tests {
             "device-flap=6:1",
             "remove-during-add=9:1",
             "late-add:2",
+            "slot-rewrite=1",
         ] {
             assert_eq!(parse(s).to_string(), s);
         }
@@ -1090,6 +1110,8 @@ mod tests {
             "bad-used=id",
             "config-storm=x",
             "duplicate-add=2",
+            "slot-rewrite=0",
+            "slot-rewrite:1",
             "duplicate-add:1",
             "device-flap=3",
             "remove-during-add",

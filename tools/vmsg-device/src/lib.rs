@@ -14,6 +14,7 @@
 //! - [`guest_memory`]: mapping guest RAM, or in window mode the window of the region;
 //! - [`fault`]: fault injection;
 //! - [`fuzz`]: seeded random mutation of messages to the driver (the `fuzz` fault);
+//! - [`slot_rewrite`]: changing messages while they wait in their slots (`slot-rewrite`);
 //! - [`control`]: the control socket;
 //! - [`cli`]: command line and config file;
 //! - [`server`]: the event loop tying them together.
@@ -34,5 +35,6 @@ pub mod ratelimit;
 pub mod region;
 pub mod server;
 pub mod shm_server;
+pub mod slot_rewrite;
 pub mod state;
 pub mod transport;

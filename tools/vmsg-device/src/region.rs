@@ -681,6 +681,50 @@ impl Ring {
         self.wants_doorbell()
     }
 
+    /// Producer, for the `slot-rewrite` fault: the ring index and length (its `msg_size`,
+    /// kept within the slot) of each message waiting for the consumer.
+    pub fn waiting(&self) -> Vec<(u32, usize)> {
+        let producer = self.load(ring_off::PRODUCER, Ordering::Relaxed);
+        let consumer = self.consumer();
+        let Ok(n) = self.count(producer, consumer) else {
+            return Vec::new();
+        };
+        (0..n)
+            .map(|i| consumer.wrapping_add(i))
+            .map(|index| {
+                let mut header = [0u8; shm_layout::MIN_MESSAGE];
+                let size = match self
+                    .slice()
+                    .read_slice(&mut header, self.slot_offset(index))
+                {
+                    Ok(()) => usize::from(shm_layout::slot_msg_size(&header)),
+                    Err(_) => 0,
+                };
+                let slot = self.slot_size() as usize;
+                (index, size.clamp(shm_layout::MIN_MESSAGE, slot))
+            })
+            .collect()
+    }
+
+    /// Fault injection: stores byte `at` of the slot of `index` XOR `mask` and returns
+    /// what it held.
+    pub fn xor_byte(&self, index: u32, at: usize, mask: u8) -> Option<u8> {
+        let at = self.slot_offset(index) + at;
+        let byte: u8 = self.slice().load(at, Ordering::Relaxed).ok()?;
+        self.slice()
+            .store(byte ^ mask, at, Ordering::Relaxed)
+            .ok()?;
+        Some(byte)
+    }
+
+    /// Fault injection: stores `byte` at byte `at` of the slot of `index`.
+    pub fn put_byte(&self, index: u32, at: usize, byte: u8) {
+        let at = self.slot_offset(index) + at;
+        if let Err(e) = self.slice().store(byte, at, Ordering::Relaxed) {
+            log::error!("slot byte at {at:#x}: {e}");
+        }
+    }
+
     /// Fault injection: stores a producer index `slot_count + 5` ahead of the consumer, a
     /// value every correct consumer must detect as corrupt.
     pub fn corrupt_producer(&self) {

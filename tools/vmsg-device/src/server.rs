@@ -35,6 +35,7 @@ use crate::guest_memory;
 use crate::ivshmem::{IvshmemServer, PeerEvent};
 use crate::ivshmem_peer::{IvshmemPeer, PeerChange};
 use crate::region::{driver_state, hdr, DeviceState, Geometry, Popped, Region, RingError};
+use crate::slot_rewrite::SlotRewriter;
 use crate::state::{SavedState, StateFile, STATE_VERSION};
 use crate::transport::TransportDevice;
 
@@ -147,6 +148,8 @@ pub struct Server {
     /// `flood N MS` from the control socket: the device, until when, and how many messages
     /// it queued so far.
     flood: Option<(u16, Instant, u64)>,
+    /// The `slot-rewrite` fault's thread.
+    rewriter: Option<SlotRewriter>,
 }
 
 fn build_device(spec: &DeviceSpec) -> Result<TransportDevice, String> {
@@ -370,7 +373,12 @@ impl Server {
             stale_attachment: false,
             stalled_until: None,
             flood: None,
+            rewriter: None,
         };
+        if let Some(every) = server.faults.slot_rewrite() {
+            let ring = server.region.to_driver();
+            server.rewriter = Some(SlotRewriter::start(ring, every, u64::from(every))?);
+        }
         if resumed {
             server.take_over();
         } else {
@@ -1256,6 +1264,10 @@ impl Server {
         }
         for (seed, seen, mutated) in self.faults.fuzz_counts() {
             log::warn!("fuzz seed {seed}: {mutated} of {seen} messages mutated");
+        }
+        if let Some(mut rewriter) = self.rewriter.take() {
+            let flips = rewriter.stop();
+            log::warn!("fault slot-rewrite: {flips} byte(s) flipped while their message waited");
         }
         self.delayed.clear();
         let mut out = Vec::new();

@@ -51,9 +51,7 @@ kernel)
 modules)
 	objtree=$2
 	sync_sources
-	# No -j: rust/glue/sync.o is linked into several modules, each building it
-	# with its own flags, as `make modules` does for x86.
-	make -C "$objtree" M="$SRC" ARCH=arm64 LLVM="$VMSG_LLVM" CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
+	make -C "$objtree" M="$SRC" -j"$(nproc)" ARCH=arm64 LLVM="$VMSG_LLVM" CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
 	;;
 init)
 	out=$VMSG_BUILD/arm64-init

@@ -23,6 +23,9 @@ use kernel::{
 };
 use zerocopy::little_endian::U32;
 
+/// The status bit a driver sets when its device is ready (include/uapi/linux/virtio_config.h).
+const VIRTIO_CONFIG_S_DRIVER_OK: u32 = 4;
+
 /// Largest config space the transport accepts from a device (module parameter).
 fn max_config_size() -> u32 {
     *crate::module_parameters::max_config_size.value()
@@ -64,6 +67,9 @@ pub(crate) struct MsgDevice<B: BusLink> {
     /// Set while the driver's last status change was a reset: a device that breaks then (its
     /// status read after the reset fails, say) still reads 0, as the virtio core expects.
     reset_done: AtomicBool,
+    /// Set while the driver's last status change included DRIVER_OK: its probe is over and
+    /// its I/O may be in flight.
+    driver_ok: AtomicBool,
     /// The last config bytes and generation seen, for callers that cannot sleep.
     #[pin]
     cache: IrqSpinLock<KVec<u8>>,
@@ -115,6 +121,7 @@ impl<B: BusLink> MsgDevice<B> {
                 info,
                 broken: AtomicBool::new(false),
                 removing: AtomicBool::new(false),
+                driver_ok: AtomicBool::new(false),
                 reset_done: AtomicBool::new(false),
                 cache <- crate::new_irq_spinlock!(cache, c"virtio_msg_config_cache"),
                 cache_generation: AtomicU32::new(0),
@@ -165,6 +172,24 @@ impl<B: BusLink> MsgDevice<B> {
             pr_info!("device {}: {why}; marking it broken\n", self.dev_num);
             dev.mark_broken();
         }
+    }
+
+    /// The bus instance is going away (bus-contract.rst, `vmsg_bus_remove_all`): a device
+    /// whose driver has not reached DRIVER_OK is retired now, so that a probe under way ends
+    /// at its next request instead of running its course against a device side that is
+    /// about to be detached (its driver's removal waits for the probe). A driver past
+    /// DRIVER_OK keeps the device: its I/O in flight must still complete. Returns whether the
+    /// device was retired.
+    pub(crate) fn retire_if_probing(&self, dev: &Device) -> bool {
+        if self.driver_ok.load(Ordering::Acquire) || self.broken.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        pr_info!(
+            "device {}: bus instance going away before its driver is ready; marking it broken\n",
+            self.dev_num
+        );
+        dev.mark_broken();
+        true
     }
 
     /// Notes that the device side removed the device: it is served until its driver resets
@@ -576,6 +601,10 @@ impl<B: BusLink> Transport for MsgDevice<B> {
 
     fn set_status(&self, dev: &Device, status: u8) {
         self.reset_done.store(status == 0, Ordering::Release);
+        self.driver_ok.store(
+            u32::from(status) & VIRTIO_CONFIG_S_DRIVER_OK != 0,
+            Ordering::Release,
+        );
         // The resulting status is what the driver reads back with get_status (FEATURES_OK).
         let _ = self.set_status_raw(dev, u32::from(status));
     }

@@ -54,6 +54,9 @@ pub(crate) struct Instance<B: BusLink> {
     max_devices: usize,
     /// Whether a refusal for `max_devices` was logged: only the first is.
     refusal_logged: AtomicBool,
+    /// Set by `remove_all`, which the bus follows with unregistering: no device is added
+    /// from then on.
+    removing_all: AtomicBool,
 }
 
 impl<B: BusLink> Instance<B> {
@@ -67,6 +70,7 @@ impl<B: BusLink> Instance<B> {
             changes <- new_mutex!(()),
             max_devices: max_devices as usize,
             refusal_logged: AtomicBool::new(false),
+            removing_all: AtomicBool::new(false),
         })
     }
 
@@ -129,6 +133,9 @@ impl<B: BusLink> Instance<B> {
         dev_num: u16,
     ) -> Result {
         let _changing = self.changes.lock();
+        if self.removing_all.load(Ordering::SeqCst) {
+            return Err(ENODEV);
+        }
         if self.slot(dev_num).is_some() {
             return Err(EEXIST);
         }
@@ -170,6 +177,12 @@ impl<B: BusLink> Instance<B> {
         )?;
         // Reachable before registration: the driver's probe may already wait for an event.
         self.slots.lock().push(slot.clone(), GFP_ATOMIC)?;
+        // `remove_all` sets the flag, then retires the devices it finds: either it found this
+        // one, or this sees the flag.
+        if self.removing_all.load(Ordering::SeqCst) {
+            self.take(dev_num);
+            return Err(ENODEV);
+        }
         if let Err(e) = slot.registration.register() {
             self.take(dev_num);
             pr_err!("device {dev_num}: registration failed: {e:?}\n");
@@ -219,7 +232,14 @@ impl<B: BusLink> Instance<B> {
 
     /// Removes every device, last added first. Each stays reachable by events until its driver
     /// is gone: removing a disk writes back its dirty data, which needs the used-buffer events.
+    /// Devices whose driver still probes are retired first (`retire_if_probing`), before
+    /// waiting for the change under way: an addition holds `changes` for its driver's
+    /// probe, which then fails at its next request instead of running its course.
     pub(crate) fn remove_all(&self) {
+        self.removing_all.store(true, Ordering::SeqCst);
+        for slot in self.devices().iter() {
+            slot.device.retire_if_probing(slot.registration.device());
+        }
         let _changing = self.changes.lock();
         loop {
             let last = self.slots.lock().last().cloned();
@@ -230,14 +250,19 @@ impl<B: BusLink> Instance<B> {
         }
     }
 
-    /// Marks every device broken: the bus can no longer reach the device side.
-    pub(crate) fn break_all(&self, gone: bool) {
+    /// The devices now, to act on outside the table's lock. A device left out (no memory)
+    /// breaks at its next request instead.
+    fn devices(&self) -> KVec<Arc<Slot<B>>> {
         let mut devices = KVec::new();
         for slot in self.slots.lock().iter() {
-            // A device left out (no memory) breaks at its next request instead.
             let _ = devices.push(slot.clone(), GFP_ATOMIC);
         }
-        for slot in devices.iter() {
+        devices
+    }
+
+    /// Marks every device broken: the bus can no longer reach the device side.
+    pub(crate) fn break_all(&self, gone: bool) {
+        for slot in self.devices().iter() {
             let vdev = slot.registration.device();
             if gone {
                 slot.device.retire(vdev, "the device side went away");

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Locking helpers for the project's Rust code (rust/sync.rs): what the
- * kernel crate of Linux 7.2 does not wrap.
+ * kernel crate of Linux 7.2 does not wrap. Linked into virtio_msg only and
+ * exported to the bus modules, which need virtio_msg anyway: one definition
+ * of each symbol, also when everything is built in.
  */
+#include <linux/export.h>
 #include <linux/preempt.h>
 #include <linux/sched.h>
 #include <linux/spinlock.h>
@@ -16,33 +19,40 @@ unsigned long vmsg_spin_lock_irqsave(void *lock)
 	spin_lock_irqsave((spinlock_t *)lock, flags);
 	return flags;
 }
+EXPORT_SYMBOL_GPL(vmsg_spin_lock_irqsave);
 
 bool vmsg_spin_trylock_irqsave(void *lock, unsigned long *flags)
 {
 	return spin_trylock_irqsave((spinlock_t *)lock, *flags);
 }
+EXPORT_SYMBOL_GPL(vmsg_spin_trylock_irqsave);
 
 void vmsg_spin_unlock_irqrestore(void *lock, unsigned long flags)
 {
 	spin_unlock_irqrestore((spinlock_t *)lock, flags);
 }
+EXPORT_SYMBOL_GPL(vmsg_spin_unlock_irqrestore);
 
 bool vmsg_may_sleep(void)
 {
 	return !in_atomic() && !irqs_disabled();
 }
+EXPORT_SYMBOL_GPL(vmsg_may_sleep);
 
 bool vmsg_irqs_disabled(void)
 {
 	return irqs_disabled();
 }
+EXPORT_SYMBOL_GPL(vmsg_irqs_disabled);
 
 void vmsg_wait_while_counted(u32 *count, u32 mask)
 {
 	wait_var_event(count, !(READ_ONCE(*count) & mask));
 }
+EXPORT_SYMBOL_GPL(vmsg_wait_while_counted);
 
 void vmsg_wake_var(void *var)
 {
 	wake_up_var(var);
 }
+EXPORT_SYMBOL_GPL(vmsg_wake_var);

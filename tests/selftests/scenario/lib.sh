@@ -49,6 +49,30 @@ wait_for() {
 	done
 }
 
+# Runs "$@" in the background (its stderr to /tmp/bounded.err) and waits for
+# it at most $1 seconds, so that a hang is reported, with the tasks blocked
+# in D state, rather than waited on. Returns its exit status, or 124 if it
+# has not returned; sets bounded_ms to how long it took.
+run_bounded() {
+	rb_secs=$1; shift
+	rm -f /tmp/bounded.rc
+	rb_t=$(now)
+	(
+		exec >/dev/null 2>/tmp/bounded.err </dev/null
+		"$@"
+		echo $? >/tmp/bounded.rc
+	) &
+	if ! wait_for "$rb_secs" test -e /tmp/bounded.rc; then
+		echo "# '$*' has not returned after $rb_secs s"
+		grep -l ' D ' /proc/[0-9]*/stat 2>/dev/null | while read -r f; do
+			echo "#   blocked: $(cut -d' ' -f2 "$f") $(tr '\0' ' ' <"${f%stat}wchan" 2>/dev/null)"
+		done
+		return 124
+	fi
+	bounded_ms=$(ms_since "$rb_t")
+	return "$(cat /tmp/bounded.rc)"
+}
+
 # Whether a virtio device with id $1 is bound to driver $2.
 is_bound() { d=$(vdev_by_id "$1") && [ "$(bound_driver "$d")" = "$2" ]; }
 

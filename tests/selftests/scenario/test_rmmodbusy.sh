@@ -55,25 +55,12 @@ busy() {
 	esac
 }
 
-rmmod_done() { [ -e /tmp/rmmod.rc ]; }
-
-# rmmod in the background, so that a hang is reported instead of waited on.
 removes() {
-	t=$(now)
-	(
-		exec >/dev/null 2>&1 </dev/null
-		rmmod virtio_msg_shm 2>/tmp/rmmod.err
-		echo $? >/tmp/rmmod.rc
-	) &
-	if ! wait_for 60 rmmod_done; then
-		echo "# rmmod virtio_msg_shm has not returned after 60 s"
-		grep -l ' D ' /proc/[0-9]*/stat 2>/dev/null | while read -r f; do
-			echo "#   blocked: $(cut -d' ' -f2 "$f") $(tr '\0' ' ' <"${f%stat}wchan" 2>/dev/null)"
-		done
-		return 1
-	fi
-	echo "# rmmod took $(ms_since "$t") ms"
-	[ "$(cat /tmp/rmmod.rc)" = 0 ] || { echo "# rmmod: $(cat /tmp/rmmod.err)"; return 1; }
+	run_bounded 60 rmmod virtio_msg_shm
+	rc=$?
+	[ $rc = 124 ] && return 1
+	echo "# rmmod took $bounded_ms ms"
+	[ $rc = 0 ] || { echo "# rmmod: $(cat /tmp/bounded.err)"; return 1; }
 }
 
 workload_ends() {

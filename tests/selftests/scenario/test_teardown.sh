@@ -91,28 +91,13 @@ under_way() {
 	esac
 }
 
-torn_down() { [ -e /tmp/teardown.rc ]; }
-
-# The teardown in the background, so that a hang is reported, not waited on.
 tears_down() {
-	rm -f /tmp/teardown.rc
-	t=$(now)
-	(
-		exec >/dev/null 2>/tmp/teardown.err </dev/null
-		bus_gone
-		echo $? >/tmp/teardown.rc
-	) &
-	if ! wait_for 60 torn_down; then
-		echo "# $how has not returned after 60 s"
-		grep -l ' D ' /proc/[0-9]*/stat 2>/dev/null | while read -r f; do
-			echo "#   blocked: $(cut -d' ' -f2 "$f") $(tr '\0' ' ' <"${f%stat}wchan" 2>/dev/null)"
-		done
-		return 1
-	fi
-	ms=$(ms_since "$t")
-	echo "# $how during the $during took $ms ms"
-	[ "$(cat /tmp/teardown.rc)" = 0 ] || { echo "# $how: $(cat /tmp/teardown.err)"; return 1; }
-	[ "$ms" -le $LIMIT_MS ] || { echo "# longer than $LIMIT_MS ms"; return 1; }
+	run_bounded 60 bus_gone
+	rc=$?
+	[ $rc = 124 ] && return 1
+	echo "# $how during the $during took $bounded_ms ms"
+	[ $rc = 0 ] || { echo "# $how: $(cat /tmp/bounded.err)"; return 1; }
+	[ "$bounded_ms" -le $LIMIT_MS ] || { echo "# longer than $LIMIT_MS ms"; return 1; }
 }
 
 nothing_left() {

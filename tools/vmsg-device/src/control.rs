@@ -13,7 +13,10 @@
 //! - `list` prints `N:kind` for every device, `N:kind(removed)` for one removed but still
 //!   served;
 //! - `flood N MS` keeps the device-to-driver ring full of spurious EVENT_USED for device N
-//!   for MS ms (the driver side must drain it without starving the guest).
+//!   for MS ms (the driver side must drain it without starving the guest);
+//! - `stall MS` stops reading the driver-to-device ring for MS ms, from now (the fault
+//!   `stall=MS@N` does the same after N messages; a test that first sets up its load
+//!   chooses the moment with this).
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -42,6 +45,9 @@ pub enum Command {
     /// Keep the device-to-driver ring full of spurious EVENT_USED for a device, for a while
     /// (`flood N MS`): a test of the driver under a flood it cannot drain.
     Flood(u16, Duration),
+    /// Stop reading the driver-to-device ring for a while (`stall MS`), as the fault
+    /// `stall` does, at a moment the caller chooses.
+    Stall(Duration),
 }
 
 /// Decodes `\n`, `\r`, `\t`, `\\` and `\xHH`.
@@ -100,9 +106,14 @@ impl FromStr for Command {
                     .map_err(|_| format!("'{ms}' is not a number of ms"))?;
                 Ok(Self::Flood(dev_num(Some(n))?, Duration::from_millis(ms)))
             }
+            "stall" => rest
+                .trim()
+                .parse()
+                .map(|ms| Self::Stall(Duration::from_millis(ms)))
+                .map_err(|_| format!("usage: stall MS ('{}' is not a number of ms)", rest.trim())),
             "" => Err("empty command".into()),
             other => Err(format!(
-                "unknown command '{other}' (add, remove, inject, list, flood)"
+                "unknown command '{other}' (add, remove, inject, list, flood, stall)"
             )),
         }
     }
@@ -246,6 +257,12 @@ mod tests {
             Ok(Command::Flood(1, Duration::from_millis(3000)))
         );
         assert!("flood 1".parse::<Command>().is_err());
+        assert_eq!(
+            "stall 1500".parse::<Command>(),
+            Ok(Command::Stall(Duration::from_millis(1500)))
+        );
+        assert!("stall".parse::<Command>().is_err());
+        assert!("stall soon".parse::<Command>().is_err());
         assert!("flood x 10".parse::<Command>().is_err());
         assert!("inject x hi".parse::<Command>().is_err());
         assert!("launch"

@@ -143,7 +143,7 @@ pub struct Server {
     /// Split mode: the driver side is attached to an instance this process could not
     /// resume; asked to go (device_state 2), it is not served until it detaches.
     stale_attachment: bool,
-    /// Fault `stall`: the to-device ring is not read until then.
+    /// Fault `stall` or control `stall MS`: the to-device ring is not read until then.
     stalled_until: Option<Instant>,
     /// `flood N MS` from the control socket: the device, until when, and how many messages
     /// it queued so far.
@@ -1222,6 +1222,14 @@ impl Server {
                 }
                 None => format!("error no device {n}"),
             },
+            Command::Stall(how_long) => {
+                log::warn!(
+                    "stall (control): not reading the to-device ring for {} ms",
+                    how_long.as_millis()
+                );
+                self.stalled_until = Some(Instant::now() + how_long);
+                "ok".into()
+            }
             Command::List => {
                 let list: Vec<String> = self
                     .bus

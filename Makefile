@@ -12,6 +12,9 @@
 #                get a new seed every pass
 #   make bench   virtio-blk over virtio-msg against virtio-blk-pci and
 #                vhost-user-blk-pci (fio in a guest); writes bench/results.*
+#   make modules       the modules as users load them (no KUnit suite in them)
+#   make kunit-modules the same sources with drivers/Kconfig's *_KUNIT_TEST
+#                options on, in build/kunit-src (the KUnit guest's)
 #
 # Kbuild reads this directory's Kbuild file; this Makefile is for people.
 
@@ -25,7 +28,7 @@ CLIPPY ?=
 
 RUST_SOURCES = $(shell find drivers rust tests/harness -name '*.rs' 2>/dev/null)
 
-.PHONY: check run e2e scenarios soak bench modules kernel setup rustfmt-check fmt fuzz clean
+.PHONY: check run e2e scenarios soak bench modules kunit-modules kernel setup rustfmt-check fmt fuzz clean
 
 check:
 	@scripts/check.sh
@@ -54,6 +57,14 @@ kernel: setup
 modules:
 	$(MAKE) -C "$(KBUILD)" M="$(CURDIR)" LLVM=$(LLVM) $(if $(CLIPPY),CLIPPY=1) \
 		KRUSTFLAGS=-Dwarnings modules
+
+# The modules with the options a test kernel's Kconfig would set (drivers/Kconfig,
+# VMSG_KUNIT_OPTIONS in scripts/lib.sh), on a copy of the sources: Kbuild writes
+# objects next to them.
+kunit-modules:
+	bash -c '. scripts/lib.sh && sync_module_sources "$(CURDIR)/build/kunit-src"'
+	$(MAKE) -C "$(KBUILD)" M="$(CURDIR)/build/kunit-src" LLVM=$(LLVM) $(if $(CLIPPY),CLIPPY=1) \
+		KRUSTFLAGS=-Dwarnings $(shell bash -c '. scripts/lib.sh && echo $$VMSG_KUNIT_OPTIONS') modules
 
 rustfmt-check:
 	@# Kernel-side sources, with the kernel's settings (.rustfmt.toml).

@@ -9,7 +9,7 @@ pub mod bus;
 #[path = "bus/host.rs"]
 pub mod bus_host;
 pub mod codec;
-#[cfg(CONFIG_KUNIT)]
+#[cfg(CONFIG_VIRTIO_MSG_KUNIT_TEST)]
 #[path = "codec/kunit.rs"]
 mod codec_kunit;
 pub mod errno;

@@ -5,9 +5,10 @@
 #
 # Usage:
 #   arm64.sh kernel                     build (or find cached) the arm64 kernel, print its objtree
-#   arm64.sh modules <objtree>          build the modules (clippy, -D warnings) in build/arm64-src
+#   arm64.sh modules <objtree>          build the modules (clippy, -D warnings) in build/arm64-src,
+#                                       and with their KUnit suites in build/arm64-kunit-src
 #   arm64.sh init                       cross-compile the guest's /init (tests/guest/arm64-init.c)
-#   arm64.sh image <out.cpio.gz>        pack /init and the arm64 modules
+#   arm64.sh image <out.cpio.gz>        pack /init and the arm64 modules with KUnit suites
 #   arm64.sh boot <objtree> <initramfs> <outdir> <timeout> [kernel args]
 #
 # The kernel: KDIR_ARM64=<tree> (a configured and built arm64 tree), else
@@ -15,27 +16,14 @@
 # names the x86 tree, is ignored here).
 #
 # Module builds write objects next to their sources (M=), and the x86 build
-# of the same files lives in the checkout: the arm64 build therefore runs on
-# a copy of the module sources in build/arm64-src, refreshed on every call.
+# of the same files lives in the checkout: the arm64 builds therefore run on
+# copies of the module sources (build/arm64-src, build/arm64-kunit-src),
+# refreshed on every call.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 SRC=$VMSG_BUILD/arm64-src
-
-# Copies the module sources (Kbuild files, Rust, C, headers) into $SRC,
-# keeping timestamps so that unchanged files are not rebuilt, and deletes
-# sources the checkout no longer has.
-sync_sources() {
-	mkdir -p "$SRC"
-	local list; list=$(mktemp)
-	(cd "$VMSG_TOP" && find Kbuild drivers rust tests/harness -type f \
-		\( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Kbuild \) -print | sort) >"$list"
-	(cd "$VMSG_TOP" && tar -cf - -T "$list") | tar -xpf - -C "$SRC"
-	(cd "$SRC" && find Kbuild drivers rust tests/harness -type f \
-		\( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Kbuild \) -print | sort) |
-		comm -13 "$list" - | (cd "$SRC" && xargs -r rm -f)
-	rm -f "$list"
-}
+KUNIT_SRC=$VMSG_BUILD/arm64-kunit-src
 
 case "${1:-}" in
 kernel)
@@ -50,8 +38,14 @@ kernel)
 	;;
 modules)
 	objtree=$2
-	sync_sources
-	make -C "$objtree" M="$SRC" -j"$(nproc)" ARCH=arm64 LLVM="$VMSG_LLVM" CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
+	args=(-C "$objtree" -j"$(nproc)" ARCH=arm64 LLVM="$VMSG_LLVM" CLIPPY=1 KRUSTFLAGS=-Dwarnings)
+	# As users load them, then with the KUnit options (drivers/Kconfig) for
+	# the guest, which runs the suites.
+	sync_module_sources "$SRC"
+	make "${args[@]}" M="$SRC" modules
+	sync_module_sources "$KUNIT_SRC"
+	make "${args[@]}" M="$KUNIT_SRC" $VMSG_KUNIT_OPTIONS modules
+	"$VMSG_TOP/scripts/kunit-sections.sh" "$SRC/drivers" "$KUNIT_SRC/drivers"
 	;;
 init)
 	out=$VMSG_BUILD/arm64-init
@@ -73,7 +67,7 @@ image)
 	cp "$init" "$root/init"
 	# Load order: the transport first (every bus module needs its symbols).
 	for m in virtio_msg virtio_msg_shm virtio_msg_ffa; do
-		ko=$(find "$SRC/drivers" -name "$m.ko" | head -1)
+		ko=$(find "$KUNIT_SRC/drivers" -name "$m.ko" | head -1)
 		[ -n "$ko" ] || die "$m.ko not built for arm64 (run: arm64.sh modules)"
 		cp "$ko" "$root/vmsg/modules/"
 		echo "$m" >>"$root/vmsg/modules/load-order"

@@ -59,6 +59,11 @@ step setup scripts/setup.sh || report
 KBUILD=$(scripts/kernel.sh) || { step kernel false; report; }
 echo "$KBUILD" >"$VMSG_BUILD/kbuild-dir"
 step modules make --no-print-directory modules KBUILD="$KBUILD" CLIPPY=1 || report
+# The same sources with the KUnit options on (drivers/Kconfig), for the KUnit
+# guest; the modules above are the ones users load, and the e2e and scenario
+# guests load those.
+step kunit-modules make --no-print-directory kunit-modules KBUILD="$KBUILD" CLIPPY=1 || report
+step kunit-suites-only-in-test-modules scripts/kunit-sections.sh drivers build/kunit-src/drivers
 step rustfmt make --no-print-directory rustfmt-check KBUILD="$KBUILD"
 step bindings-up-to-date scripts/gen-bindings.sh --check
 
@@ -71,11 +76,14 @@ step cargo-fmt sh -c 'cd tools && cargo fmt --all --check'
 # choice is made, and logged, by the first guest's boot.
 tests/harness/accel-selftest.sh >"$VMSG_BUILD/accel-selftest.tap"
 
-# The guest: every module, KUnit at load, then the selftests.
+# The guest: every module built with its KUnit suites, which run at load, then
+# the selftests. The e2e and scenario guests get the modules users load.
 kernel_image=$KBUILD/arch/x86/boot/bzImage
-mapfile -t kos < <(find drivers tests/harness -name '*.ko' | sort)
+mapfile -t kos < <(find build/kunit-src/drivers build/kunit-src/tests/harness -name '*.ko' | sort)
+step kunit-guest-image scripts/guest-image.sh "$VMSG_BUILD/guest-kunit.cpio.gz" "${kos[@]}" || report
+mapfile -t kos < <(find drivers -name '*.ko' | sort)
 step guest-image scripts/guest-image.sh "$VMSG_BUILD/guest.cpio.gz" "${kos[@]}" || report
-scripts/qemu.sh "$kernel_image" "$VMSG_BUILD/guest.cpio.gz" "$VMSG_BUILD/guest-main" \
+scripts/qemu.sh "$kernel_image" "$VMSG_BUILD/guest-kunit.cpio.gz" "$VMSG_BUILD/guest-main" \
 	"${VMSG_GUEST_TIMEOUT:-600}" "vmsg.plan=check"
 
 # End to end: real virtio drivers over virtio_msg_shm, served by
@@ -109,7 +117,7 @@ fi
 # name the failure. The hang case waits out its own, shorter, time limit.
 harness_case() {
 	local mode=$1 secs=$2 expect=$3 dir=$VMSG_BUILD/guest-harness-$1
-	scripts/qemu.sh "$kernel_image" "$VMSG_BUILD/guest.cpio.gz" "$dir" "$secs" "vmsg.plan=harness-$mode"
+	scripts/qemu.sh "$kernel_image" "$VMSG_BUILD/guest-kunit.cpio.gz" "$dir" "$secs" "vmsg.plan=harness-$mode"
 	python3 scripts/results.py verdict "$dir" >"$dir/verdict"
 	if [ -z "$expect" ]; then
 		[ ! -s "$dir/verdict" ] || { cat "$dir/verdict" >&2; return 1; }

@@ -74,3 +74,25 @@ host_tap_write() {
 		done
 	} >"$2"
 }
+
+# Copies the module sources (Kbuild files, Rust, C, headers) into $1,
+# keeping timestamps so that unchanged files are not rebuilt, and deletes
+# sources the checkout no longer has: a module build of the same sources
+# other than the checkout's own (another architecture, other options), since
+# Kbuild writes objects next to the sources.
+sync_module_sources() {
+	local dest=$1
+	mkdir -p "$dest"
+	local list; list=$(mktemp)
+	(cd "$VMSG_TOP" && find Kbuild drivers rust tests/harness -type f \
+		\( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Kbuild \) -print | sort) >"$list"
+	(cd "$VMSG_TOP" && tar -cf - -T "$list") | tar -xpf - -C "$dest"
+	(cd "$dest" && find Kbuild drivers rust tests/harness -type f \
+		\( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Kbuild \) -print | sort) |
+		comm -13 "$list" - | (cd "$dest" && xargs -r rm -f)
+	rm -f "$list"
+}
+
+# The options a test kernel's Kconfig would set (drivers/Kconfig): the
+# modules with their KUnit suites, for the guests that run them.
+VMSG_KUNIT_OPTIONS="CONFIG_VIRTIO_MSG_KUNIT_TEST=y CONFIG_VIRTIO_MSG_SHM_KUNIT_TEST=y CONFIG_VIRTIO_MSG_FFA_KUNIT_TEST=y"

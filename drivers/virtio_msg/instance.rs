@@ -74,7 +74,8 @@ impl<B: BusLink> Instance<B> {
         })
     }
 
-    /// Returns the bus link.
+    /// Returns the bus link (for the KUnit suites).
+    #[cfg(CONFIG_VIRTIO_MSG_KUNIT_TEST)]
     pub(crate) fn link(&self) -> &Arc<B> {
         &self.link
     }

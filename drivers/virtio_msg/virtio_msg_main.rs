@@ -18,9 +18,9 @@ mod instance;
 mod link;
 mod stats;
 
-#[cfg(CONFIG_KUNIT)]
+#[cfg(CONFIG_VIRTIO_MSG_KUNIT_TEST)]
 mod fake_bus;
-#[cfg(CONFIG_KUNIT)]
+#[cfg(CONFIG_VIRTIO_MSG_KUNIT_TEST)]
 mod transport_tests;
 
 module! {

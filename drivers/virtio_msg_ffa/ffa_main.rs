@@ -25,9 +25,9 @@ mod link;
 mod negotiate;
 mod partition;
 
-#[cfg(CONFIG_KUNIT)]
+#[cfg(CONFIG_VIRTIO_MSG_FFA_KUNIT_TEST)]
 mod bus_tests;
-#[cfg(CONFIG_KUNIT)]
+#[cfg(CONFIG_VIRTIO_MSG_FFA_KUNIT_TEST)]
 mod fake;
 
 use link::{Config, Link};

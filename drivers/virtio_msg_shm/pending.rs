@@ -110,7 +110,7 @@ impl Pending {
     }
 }
 
-#[cfg(CONFIG_KUNIT)]
+#[cfg(CONFIG_VIRTIO_MSG_SHM_KUNIT_TEST)]
 #[kunit_tests(virtio_msg_shm_pending)]
 mod tests {
     use super::*;

@@ -14,7 +14,8 @@
 //!
 //! `#[kunit_tests]` accepts only inline modules, so the attribute sits on the inline
 //! `tests` module below rather than on the `mod codec_kunit;` line, and it already gates
-//! that module on `CONFIG_KUNIT`. The golden bytes are written by hand from the
+//! that module on `CONFIG_KUNIT`; the `mod` line is gated on `CONFIG_VIRTIO_MSG_KUNIT_TEST`
+//! (drivers/Kconfig), so that a production module has no suite. The golden bytes are written by hand from the
 //! specification tables, never produced by the encoder; those of the shm region layout
 //! live in `shm_layout_golden.rs`, which the host tests check too.
 

@@ -842,10 +842,14 @@ impl Server {
         }
     }
 
-    /// Forgets negotiation, resets devices, drops queued messages and corruption marks.
+    /// Forgets negotiation, resets devices, drops queued messages and corruption marks; ends
+    /// a flood (it was for the driver side that was attached).
     fn reset_instance(&mut self) {
         self.bus.reset();
         self.backlog.clear();
+        if let Some((dev, _, queued)) = self.flood.take() {
+            log::info!("flood for device {dev} ended by the bus reset: {queued} EVENT_USED queued");
+        }
         self.delayed.clear();
         self.to_device_corrupt = false;
         self.to_driver_corrupt = false;

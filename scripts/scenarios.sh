@@ -38,7 +38,8 @@
 # KTAP, named scenario-host:<name>:...). scripts/results.py counts the guest
 # run as scenario-<name> and its tests as scenario:<name>:<test>.
 #
-# Environment: VMSG_SCENARIO_TIMEOUT (guest time limit per scenario, s),
+# Environment: VMSG_SCENARIO_JOBS (guests at a time, default 1),
+# VMSG_SCENARIO_TIMEOUT (guest time limit per scenario, s),
 # VMSG_SCENARIO_TABLE (another table), VMSG_SOAK_SEED (what @seed in a
 # scenario's vmsg-device options stands for; 1 unless scripts/soak.sh sets it).
 set -uo pipefail
@@ -511,19 +512,29 @@ device=tools/target/release/vmsg-device
 build_ok=1
 cargo build --release --quiet --manifest-path tools/Cargo.toml -p vmsg-device >"$outdir/vmsg-device-build.log" 2>&1 || build_ok=
 
-ran=()
+# The table's lines the selection names, in the table's order.
+selected=() ran=()
 while IFS= read -r line; do
 	case $(trim "$line") in '' | '#'*) continue ;; esac
-	IFS='|' read -r name tier devopts modargs tests expect <<<"$line"
+	IFS='|' read -r name tier _ <<<"$line"
+	name=$(trim "$name") tier=$(trim "$tier")
+	group=${tier%% *}
+	[[ "$selection" == *" $name "* || "$selection" == *" $group "* || "$selection" == *" all "* ]] || continue
+	selected+=("$line")
+	ran+=("$name")
+done <"$TABLE"
+[ ${#selected[@]} -gt 0 ] || die "no scenario matches '$*' in $TABLE"
+
+# Runs the scenario of table line $1 (twice at most: see `again`).
+run_line() {
+	IFS='|' read -r name tier devopts modargs tests expect <<<"$1"
 	name=$(trim "$name") tier=$(trim "$tier") devopts=$(trim "$devopts")
 	modargs=$(trim "$modargs") tests=$(trim "$tests") expect=$(trim "$expect")
-	group=${tier%% *} skip=
+	skip=
 	[[ "$tier" == *skip:* ]] && skip=$(trim "${tier#*skip:}")
-	[[ "$selection" == *" $name "* || "$selection" == *" $group "* || "$selection" == *" all "* ]] || continue
 	dir=$outdir/$name
 	mkdir -p "$dir"
 	host_results=()
-	ran+=("$name")
 	if [ -n "$skip" ] && [[ "$selection" != *" $name "* ]]; then
 		log "scenario $name: skipped: $skip"
 		result skip scenario "$skip"
@@ -538,8 +549,32 @@ while IFS= read -r line; do
 		done
 	fi
 	write_host_tap
-done <"$TABLE"
-[ ${#ran[@]} -gt 0 ] || die "no scenario matches '$*' in $TABLE"
+}
+
+# VMSG_SCENARIO_JOBS guests at a time (default 1): each worker takes the next
+# scenario not yet taken. A guest under TCG keeps about one host CPU busy,
+# so on two CPUs two workers take about half the time of one.
+jobs=${VMSG_SCENARIO_JOBS:-1}
+if [ "$jobs" -le 1 ]; then
+	for line in "${selected[@]}"; do run_line "$line"; done
+else
+	echo 0 >"$outdir/.next"
+	worker() {
+		trap cleanup EXIT
+		local i
+		while :; do
+			i=$(flock "$outdir/.next" sh -c 'read -r n <"$1"; echo $((n + 1)) >"$1"; echo "$n"' _ "$outdir/.next")
+			[ "$i" -lt ${#selected[@]} ] || break
+			run_line "${selected[$i]}"
+		done
+	}
+	workers=()
+	for _ in $(seq "$jobs"); do
+		worker &
+		workers+=($!)
+	done
+	wait "${workers[@]}"
+fi
 
 [ -n "$standalone" ] || exit 0
 args=(--out "$VMSG_BUILD/scenarios-results.tap")

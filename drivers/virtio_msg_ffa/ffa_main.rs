@@ -40,6 +40,9 @@ module! {
     authors: ["virtio-msg-rs developers"],
     description: "virtio-msg bus over Arm FF-A",
     license: "GPL",
+    // The arm_ffa bus's MODALIAS for a partition in the device role, any VM id, so that udev
+    // loads this module (the UUID is DEVICE_ROLE_UUID; a host test of the codec compares them).
+    alias: ["arm_ffa:*:c66028b5-2498-4aa1-9de7-77da6122abf0"],
     params: {
         max_msg_size: u32 {
             default: 112,

@@ -66,6 +66,11 @@ step kunit-modules make --no-print-directory kunit-modules KBUILD="$KBUILD" CLIP
 step kunit-suites-only-in-test-modules scripts/kunit-sections.sh drivers build/kunit-src/drivers
 step rustfmt make --no-print-directory rustfmt-check KBUILD="$KBUILD"
 step bindings-up-to-date scripts/gen-bindings.sh --check
+step checkpatch scripts/checkpatch.sh "$KBUILD"
+# The patch series for a kernel tree (README, "In your own kernel tree"),
+# from the source of the kernel built above.
+step intree-series-applies sh -c 'python3 scripts/intree-patch.py "$1" "$2" --check >/dev/null' _ \
+	"$(kernel_source_of "$KBUILD")" "$VMSG_BUILD/intree"
 
 # Host tools: tests, lints, formatting.
 (cd tools && cargo test --workspace 2>&1; echo $? >"$VMSG_BUILD/cargo-test.log.rc") >"$VMSG_BUILD/cargo-test.log"
@@ -82,7 +87,9 @@ kernel_image=$KBUILD/arch/x86/boot/bzImage
 mapfile -t kos < <(find build/kunit-src/drivers build/kunit-src/tests/harness -name '*.ko' | sort)
 step kunit-guest-image scripts/guest-image.sh "$VMSG_BUILD/guest-kunit.cpio.gz" "${kos[@]}" || report
 mapfile -t kos < <(find drivers -name '*.ko' | sort)
-step guest-image scripts/guest-image.sh "$VMSG_BUILD/guest.cpio.gz" "${kos[@]}" || report
+step modules-install install_modules "$KBUILD" "$VMSG_BUILD/modroot" || report
+VMSG_GUEST_MODROOT=$VMSG_BUILD/modroot step guest-image \
+	scripts/guest-image.sh "$VMSG_BUILD/guest.cpio.gz" "${kos[@]}" || report
 scripts/qemu.sh "$kernel_image" "$VMSG_BUILD/guest-kunit.cpio.gz" "$VMSG_BUILD/guest-main" \
 	"${VMSG_GUEST_TIMEOUT:-600}" "vmsg.plan=check"
 

@@ -2,6 +2,8 @@
 # Builds the test guest's initramfs: busybox, the project's modules, the
 # selftests and the user programs they need (with their shared libraries).
 # Usage: guest-image.sh <output.cpio.gz> <module.ko>...
+# With VMSG_GUEST_MODROOT=<dir>, the image also gets <dir>/lib/modules (the
+# modules as install_modules in scripts/lib.sh installed them).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -39,6 +41,11 @@ for prog in ${VMSG_GUEST_PROGRAMS-mke2fs e2fsck}; do
 		cp -Ln "$lib" "$root$lib"
 	done
 done
+
+if [ -n "${VMSG_GUEST_MODROOT:-}" ]; then
+	mkdir -p "$root/lib"
+	cp -a "$VMSG_GUEST_MODROOT/lib/modules" "$root/lib/"
+fi
 
 mkdir -p "$(dirname "$out")"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"

@@ -96,3 +96,26 @@ sync_module_sources() {
 # The options a test kernel's Kconfig would set (drivers/Kconfig): the
 # modules with their KUnit suites, for the guests that run them.
 VMSG_KUNIT_OPTIONS="CONFIG_VIRTIO_MSG_KUNIT_TEST=y CONFIG_VIRTIO_MSG_SHM_KUNIT_TEST=y CONFIG_VIRTIO_MSG_FFA_KUNIT_TEST=y"
+
+# Installs the checkout's modules (built with `make modules`) as users do,
+# with `make modules_install` (and its depmod) into $2/lib/modules/<version>,
+# for kernel build $1. The kernel's own lists of modules are left empty: the
+# image has no other module.
+install_modules() {
+	local kbuild=$1 root=$2 version
+	version=$(cat "$kbuild/include/config/kernel.release") || return 1
+	rm -rf "$root"
+	mkdir -p "$root/lib/modules/$version"
+	touch "$root/lib/modules/$version"/modules.{order,builtin,builtin.modinfo}
+	make -C "$kbuild" M="$VMSG_TOP" LLVM="$VMSG_LLVM" INSTALL_MOD_PATH="$root" modules_install >/dev/null
+}
+
+# The source tree of kernel build directory $1: itself, or the tree whose
+# Makefile an O= build directory's Makefile includes.
+kernel_source_of() {
+	if [ -f "$1/scripts/checkpatch.pl" ]; then
+		echo "$1"
+	else
+		sed -n 's|^include \(.*\)/Makefile$|\1|p' "$1/Makefile" 2>/dev/null | head -n 1
+	fi
+}

@@ -65,7 +65,9 @@ elif [ $# -ge 1 ]; then
 	initrd=$VMSG_BUILD/guest-scenarios.cpio.gz
 	outdir=$VMSG_BUILD/scenarios-run
 	mapfile -t kos < <(find drivers -name '*.ko' | sort)
-	scripts/guest-image.sh "$initrd" "${kos[@]}" || die "building the guest image failed"
+	install_modules "$kbuild" "$VMSG_BUILD/modroot" || die "make modules_install failed"
+	VMSG_GUEST_MODROOT=$VMSG_BUILD/modroot scripts/guest-image.sh "$initrd" "${kos[@]}" ||
+		die "building the guest image failed"
 else
 	die "usage: scenarios.sh [<bzImage> <initramfs> <outdir>] <check|soak|all|name>..."
 fi

@@ -15,7 +15,7 @@
 #include <linux/vmalloc.h>
 #include "ffa_glue.h"
 
-static_assert(VMSG_FFA_DIRECT2_SIZE == sizeof(struct ffa_send_direct_data2));
+static_assert(sizeof(struct ffa_send_direct_data2) == VMSG_FFA_DIRECT2_SIZE);
 static_assert(VMSG_FFA_PROP_DIRECT_RECV == FFA_PARTITION_DIRECT_RECV);
 static_assert(VMSG_FFA_PROP_DIRECT_SEND == FFA_PARTITION_DIRECT_SEND);
 static_assert(VMSG_FFA_PROP_INDIRECT_MSG == FFA_PARTITION_INDIRECT_MSG);

@@ -38,8 +38,10 @@ struct vmsg_vdev;
  * in atomic context. Negative return values are -errno.
  */
 struct vmsg_vdev_ops {
-	void (*get_config)(void *owner, struct vmsg_vdev *vdev, unsigned int offset, void *buf, unsigned int len);
-	void (*set_config)(void *owner, struct vmsg_vdev *vdev, unsigned int offset, const void *buf, unsigned int len);
+	void (*get_config)(void *owner, struct vmsg_vdev *vdev, unsigned int offset, void *buf,
+			   unsigned int len);
+	void (*set_config)(void *owner, struct vmsg_vdev *vdev, unsigned int offset,
+			   const void *buf, unsigned int len);
 	u32 (*generation)(void *owner, struct vmsg_vdev *vdev);
 	u8 (*get_status)(void *owner, struct vmsg_vdev *vdev);
 	void (*set_status)(void *owner, struct vmsg_vdev *vdev, u8 status);
@@ -49,8 +51,8 @@ struct vmsg_vdev_ops {
 	/* Returns the device's maximum size of queue @index, 0 if it has none. */
 	int (*queue_max_size)(void *owner, struct vmsg_vdev *vdev, unsigned int index);
 	/* Tells the device where queue @index lives and enables it. */
-	int (*queue_enable)(void *owner, struct vmsg_vdev *vdev, unsigned int index, unsigned int size,
-			    u64 desc, u64 driver, u64 device);
+	int (*queue_enable)(void *owner, struct vmsg_vdev *vdev, unsigned int index,
+			    unsigned int size, u64 desc, u64 driver, u64 device);
 	/* Disables queue @index on the device side (teardown; errors are logged). */
 	void (*queue_disable)(void *owner, struct vmsg_vdev *vdev, unsigned int index);
 	/* Atomic context: tells the device queue @index has new buffers. */
@@ -102,6 +104,7 @@ struct vmsg_window_stats {
 	u64 bounced_to_device;
 	u64 bounced_from_device;
 };
+
 struct vmsg_window *vmsg_window_new(void *base, u64 bus_base, u64 len);
 /* Frees the window; no device may use it any more. */
 void vmsg_window_free(struct vmsg_window *w);

@@ -12,6 +12,18 @@
 #include <linux/wait_bit.h>
 #include "glue.h"
 
+/*
+ * vmsg_may_sleep() tells the transport whether a config read may wait for a
+ * message round trip: the virtio core calls get_config() from atomic context
+ * too (under a driver's spinlock, say) and says nothing about it. in_atomic()
+ * sees a held spinlock only with CONFIG_PREEMPT_COUNT (checkpatch warns about
+ * in_atomic() outside core code for that reason), so the transport needs it;
+ * drivers/Kconfig says so too.
+ */
+#ifndef CONFIG_PREEMPT_COUNT
+#error "virtio_msg needs CONFIG_PREEMPT_COUNT (selected by PREEMPTION or DEBUG_ATOMIC_SLEEP)"
+#endif
+
 unsigned long vmsg_spin_lock_irqsave(void *lock)
 {
 	unsigned long flags;

@@ -19,12 +19,13 @@
 #include "window.h"
 
 #define GRANULE_SHIFT 6
-#define GRANULE (1UL << GRANULE_SHIFT)
+#define GRANULE BIT(GRANULE_SHIFT)
 
 struct vmsg_window {
 	u8 *base;
 	u64 bus_base;
 	unsigned long granules;
+	/* Guards used and hint, and the statistics below. */
 	spinlock_t lock;
 	/* Granules in use, and where the next search starts. */
 	unsigned long *used;
@@ -47,7 +48,7 @@ struct vmsg_window *vmsg_window_new(void *base, u64 bus_base, u64 len)
 	if (!base || len < PAGE_SIZE || !IS_ALIGNED(len, PAGE_SIZE) ||
 	    !IS_ALIGNED((unsigned long)base, PAGE_SIZE) || len >> GRANULE_SHIFT > INT_MAX)
 		return NULL;
-	w = kzalloc(sizeof(*w), GFP_KERNEL);
+	w = kzalloc_obj(*w);
 	if (!w)
 		return NULL;
 	w->base = base;

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Turns the project into a patch series for a Linux 7.2 tree (issue 14).
+
+Usage: intree-patch.py <linux source tree> <output dir> [--check]
+
+With --check, the series is also applied, patch by patch with `patch -p1
+--fuzz=0`, to a copy of the tree's files it changes: it must apply exactly.
+
+The series (git format-patch, with a cover letter) applies with `git am` or
+`patch -p1` to the tree given, and puts:
+
+  drivers/virtio/virtio_msg/        Kconfig, Makefile, and this project's rust/
+                                    and drivers/ as they are (the Kbuild files
+                                    and #[path] attributes keep their relative
+                                    paths), wired into drivers/virtio/Kconfig
+                                    and drivers/virtio/Makefile
+  Documentation/driver-api/virtio/virtio-msg/   Documentation/*.rst, indexed
+  MAINTAINERS                       an entry (no M: line: the submitter adds
+                                    theirs)
+
+One patch for the transport and the support code, one per bus module, one for
+the documentation, one for MAINTAINERS; each builds on its own (a bus's Kconfig
+entries come with its code). The options are those of drivers/Kconfig, split by
+module. Nothing outside drivers/virtio/virtio_msg/ is compiled.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEST = "drivers/virtio/virtio_msg"
+DOC_DEST = "Documentation/driver-api/virtio/virtio-msg"
+BASE_FILES = [
+    "drivers/virtio/Kconfig",
+    "drivers/virtio/Makefile",
+    "Documentation/driver-api/virtio/index.rst",
+    "MAINTAINERS",
+]
+# The project's documents that describe the kernel side, in reading order.
+DOCS = ["transport", "bus-contract", "shm-bus", "ffa-bus", "robustness"]
+
+
+def run(*args, cwd=None):
+    return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def tracked(prefix):
+    """The project's tracked files under prefix."""
+    return [f for f in run("git", "ls-files", prefix, cwd=TOP).splitlines() if f]
+
+
+def kconfig_entries(names):
+    """The entries of drivers/Kconfig for the options named, with their help."""
+    text = open(os.path.join(TOP, "drivers/Kconfig")).read()
+    blocks = re.split(r"\n(?=config )", text)
+    found = [b.rstrip("\n") + "\n" for b in blocks if b.startswith("config ") and b.split()[1] in names]
+    if len(found) != len(names):
+        sys.exit(f"drivers/Kconfig lacks one of {names}")
+    return found
+
+
+def write(repo, path, text):
+    full = os.path.join(repo, path)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    with open(full, "w") as f:
+        f.write(text)
+
+
+def copy(repo, files, dest):
+    for f in files:
+        target = os.path.join(repo, dest, f)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.join(TOP, f), target)
+
+
+def insert_before(text, marker, addition, what):
+    if marker not in text:
+        sys.exit(f"{what}: '{marker.strip()}' not found; is this a Linux 7.2 tree?")
+    return text.replace(marker, addition + marker, 1)
+
+
+def commit(repo, subject, body):
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-q", "-s", "-m", subject + "\n\n" + body, cwd=repo)
+
+
+def main():
+    if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["--check"]):
+        sys.exit(__doc__)
+    linux, out, check = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3:] == ["--check"]
+    repo = tempfile.mkdtemp(prefix="vmsg-intree.")
+    try:
+        run("git", "init", "-q", "-b", "main", cwd=repo)
+        for key in ("user.name", "user.email"):
+            run("git", "config", key, run("git", "config", key, cwd=TOP).strip(), cwd=repo)
+        for f in BASE_FILES:
+            os.makedirs(os.path.dirname(os.path.join(repo, f)), exist_ok=True)
+            shutil.copy2(os.path.join(linux, f), os.path.join(repo, f))
+        commit(repo, "base", "Linux's files the series changes.")
+        base = run("git", "rev-parse", "HEAD", cwd=repo).strip()
+        kconfig_head = "# SPDX-License-Identifier: GPL-2.0\n"
+        kbuild = "# SPDX-License-Identifier: GPL-2.0\n"
+        transport_options = ["VIRTIO_MSG", "VIRTIO_MSG_KUNIT_TEST"]
+
+        # 1: the transport and the support code every module includes.
+        copy(repo, [f for f in tracked("rust") if not f.startswith("rust/ffa/")], DEST)
+        copy(repo, tracked("drivers/virtio_msg"), DEST)
+        kconfig = kconfig_head + "\n" + "\n".join(kconfig_entries(transport_options))
+        write(repo, f"{DEST}/Kconfig", kconfig)
+        write(repo, f"{DEST}/Makefile", kbuild + "obj-$(CONFIG_VIRTIO_MSG) += drivers/\n")
+        drivers_kbuild = kbuild + "obj-$(CONFIG_VIRTIO_MSG) += virtio_msg/\n"
+        write(repo, f"{DEST}/drivers/Kbuild", drivers_kbuild)
+        path = os.path.join(repo, "drivers/virtio/Kconfig")
+        text = insert_before(open(path).read(), "endif # VIRTIO_MENU",
+                             'source "drivers/virtio/virtio_msg/Kconfig"\n\n', "drivers/virtio/Kconfig")
+        write(repo, "drivers/virtio/Kconfig", text)
+        path = os.path.join(repo, "drivers/virtio/Makefile")
+        write(repo, "drivers/virtio/Makefile", open(path).read() + "obj-$(CONFIG_VIRTIO_MSG) += virtio_msg/\n")
+        commit(repo, "virtio: add the virtio-msg transport, in Rust",
+               "virtio-msg carries virtio's configuration and notifications as messages\n"
+               "over a bus instead of PCI or MMIO registers. The transport registers one\n"
+               "virtio device per device number a bus module announces and turns every\n"
+               "config operation into messages; bus modules register through the C ABI\n"
+               "of rust/bus/. The Rust support the kernel crate of 7.2 lacks is in\n"
+               "rust/, the only place with unsafe; rust/codec/ is the wire codec, shared\n"
+               "with the host tools of the virtio-msg-rs project.\n\n"
+               "VIRTIO_MSG_KUNIT_TEST builds the codec and transport suites (against a\n"
+               "fake bus) into the module.")
+
+        # 2, 3: the bus modules, each with its options.
+        buses = [
+            ("virtio_msg_shm", ["VIRTIO_MSG_SHM", "VIRTIO_MSG_SHM_KUNIT_TEST"], [],
+             "virtio_msg: add the shared-memory bus (ivshmem-doorbell)",
+             "A bus on a shared-memory region with doorbells, as QEMU's\n"
+             "ivshmem-doorbell PCI device provides (Documentation/driver-api/virtio/\n"
+             "virtio-msg/shm-bus.rst): two message rings, one interrupt per doorbell,\n"
+             "revision and message size negotiated once per instance, PING liveness\n"
+             "and recovery. The module loads by the device's PCI alias."),
+            ("virtio_msg_ffa", ["VIRTIO_MSG_FFA", "VIRTIO_MSG_FFA_KUNIT_TEST"], tracked("rust/ffa"),
+             "virtio_msg: add the Arm FF-A bus",
+             "A bus to a partition over FF-A: messages as direct requests, events as\n"
+             "notifications or polled, buffers in memory shared with FFA_MEM_SHARE.\n"
+             "It binds to partitions in the virtio-msg device role and loads by the\n"
+             "arm_ffa bus's alias for that UUID. VIRTIO_MSG_FFA_KUNIT_TEST builds its\n"
+             "suites, and the fake partition they run against, into the module."),
+        ]
+        for module, options, extra, subject, body in buses:
+            copy(repo, tracked(f"drivers/{module}") + extra, DEST)
+            kconfig += "\n" + "\n".join(kconfig_entries(options))
+            write(repo, f"{DEST}/Kconfig", kconfig)
+            drivers_kbuild += f"obj-$(CONFIG_{options[0]}) += {module}/\n"
+            write(repo, f"{DEST}/drivers/Kbuild", drivers_kbuild)
+            commit(repo, subject, body)
+
+        # 4: the documentation.
+        os.makedirs(os.path.join(repo, DOC_DEST), exist_ok=True)
+        for doc in DOCS:
+            shutil.copy2(os.path.join(TOP, f"Documentation/{doc}.rst"), os.path.join(repo, DOC_DEST, f"{doc}.rst"))
+        index = (".. SPDX-License-Identifier: GPL-2.0\n\n"
+                 "==========\nvirtio-msg\n==========\n\n.. toctree::\n   :maxdepth: 1\n\n"
+                 + "".join(f"   {d}\n" for d in DOCS))
+        write(repo, f"{DOC_DEST}/index.rst", index)
+        path = os.path.join(repo, "Documentation/driver-api/virtio/index.rst")
+        text = open(path).read()
+        if "   writing_virtio_drivers\n" not in text:
+            sys.exit("Documentation/driver-api/virtio/index.rst: toctree not as in 7.2")
+        write(repo, "Documentation/driver-api/virtio/index.rst",
+              text.replace("   writing_virtio_drivers\n", "   writing_virtio_drivers\n   virtio-msg/index\n", 1))
+        commit(repo, "Documentation: virtio-msg transport and buses",
+               "How the transport works, what a bus module implements, the shared-memory\n"
+               "bus byte by byte, the FF-A bus, and what each fault of a device side does.")
+
+        # 5: MAINTAINERS.
+        entry = ("VIRTIO MSG TRANSPORT AND BUSES (RUST)\n"
+                 "L:\tvirtualization@lists.linux.dev\n"
+                 "L:\trust-for-linux@vger.kernel.org\n"
+                 "S:\tMaintained\n"
+                 f"F:\t{DOC_DEST}/\n"
+                 f"F:\t{DEST}/\n\n")
+        path = os.path.join(repo, "MAINTAINERS")
+        text = insert_before(open(path).read(), "VIRTIO NET DRIVER\n", entry, "MAINTAINERS")
+        write(repo, "MAINTAINERS", text)
+        commit(repo, "MAINTAINERS: add virtio-msg",
+               "The entry has no M: line yet: whoever submits the series adds theirs.")
+
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        run("git", "config", "branch.main.description",
+            "virtio: a virtio-msg transport and its shared-memory and FF-A buses, in Rust\n\n"
+            "Generated by scripts/intree-patch.py of virtio-msg-rs from commit "
+            + run("git", "rev-parse", "--short", "HEAD", cwd=TOP).strip() + ".", cwd=repo)
+        run("git", "format-patch", "-q", "--cover-letter", "--cover-from-description=auto",
+            "-o", out, f"{base}..HEAD", cwd=repo)
+        patches = [os.path.join(out, name) for name in sorted(os.listdir(out))]
+        for p in patches:
+            print(p)
+        if check:
+            apply_all(linux, patches[1:])
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
+
+
+def apply_all(linux, patches):
+    """Applies the patches in turn to a copy of the files of linux they change."""
+    scratch = tempfile.mkdtemp(prefix="vmsg-intree-check.")
+    try:
+        for f in BASE_FILES:
+            os.makedirs(os.path.dirname(os.path.join(scratch, f)), exist_ok=True)
+            shutil.copy2(os.path.join(linux, f), os.path.join(scratch, f))
+        for p in patches:
+            result = subprocess.run(["patch", "-p1", "--fuzz=0", "--batch", "-s", "-i", p],
+                                    cwd=scratch, capture_output=True, text=True)
+            if result.returncode != 0:
+                sys.exit(f"{os.path.basename(p)} does not apply to {linux}:\n{result.stdout}{result.stderr}")
+        print(f"the series applies to {linux}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

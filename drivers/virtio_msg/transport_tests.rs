@@ -372,6 +372,31 @@ mod tests {
     }
 
     #[test]
+    fn teardown_retires_devices_not_yet_ready_and_refuses_additions() -> Result {
+        let (bus, instance) = instance_with(64)?;
+        // No driver binds UNBOUND_DEVICE_ID: device 1 stays short of DRIVER_OK, as one whose
+        // driver is still probing. Device 2's status says DRIVER_OK.
+        instance.add_device(None, 1)?;
+        instance.add_device(None, 2)?;
+        let probing = instance.slot(1).ok_or(ENOENT)?.device.clone();
+        let ready = instance.slot(2).ok_or(ENOENT)?;
+        ready.device.set_status(ready.registration.device(), 0xf);
+        let ready = ready.device.clone();
+        instance.remove_all();
+        // Retired: the driver's requests fail at once rather than wait for the device side
+        // while the instance's removal waits for the probe. A ready device keeps working
+        // until it is reset, for its I/O in flight.
+        assert!(probing.is_broken());
+        assert!(!ready.is_broken());
+        assert!(instance.slot(1).is_none() && instance.slot(2).is_none());
+        // Once the teardown began, nothing is added, and nothing is asked of the device side.
+        let asked = bus.requests.load(Ordering::Relaxed);
+        assert_eq!(instance.add_device(None, 3), Err(ENODEV));
+        assert_eq!(bus.requests.load(Ordering::Relaxed), asked);
+        Ok(())
+    }
+
+    #[test]
     fn devices_beyond_the_limit_are_refused() -> Result {
         let (bus, instance) = instance_with(2)?;
         instance.add_device(None, 1)?;

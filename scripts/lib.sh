@@ -75,18 +75,24 @@ host_tap_write() {
 	} >"$2"
 }
 
-# Copies the module sources (Kbuild files, Rust, C, headers) into $1,
-# keeping timestamps so that unchanged files are not rebuilt, and deletes
-# sources the checkout no longer has: a module build of the same sources
-# other than the checkout's own (another architecture, other options), since
-# Kbuild writes objects next to the sources.
+# Copies the module sources (Kbuild files, Rust, C, headers) into $1 for a
+# module build of the same sources other than the checkout's own (another
+# architecture, other options), since Kbuild writes objects next to the
+# sources. A file is copied only when its content differs, and then gets the
+# time of the copy: unchanged files are not rebuilt, and a changed one always
+# is, whatever its time in the checkout. Sources the checkout no longer has
+# are deleted.
 sync_module_sources() {
-	local dest=$1
+	local dest=$1 f list
 	mkdir -p "$dest"
-	local list; list=$(mktemp)
+	list=$(mktemp)
 	(cd "$VMSG_TOP" && find Kbuild drivers rust tests/harness -type f \
 		\( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Kbuild \) -print | sort) >"$list"
-	(cd "$VMSG_TOP" && tar -cf - -T "$list") | tar -xpf - -C "$dest"
+	while IFS= read -r f; do
+		cmp -s "$VMSG_TOP/$f" "$dest/$f" && continue
+		mkdir -p "$dest/$(dirname "$f")"
+		cp "$VMSG_TOP/$f" "$dest/$f"
+	done <"$list"
 	(cd "$dest" && find Kbuild drivers rust tests/harness -type f \
 		\( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Kbuild \) -print | sort) |
 		comm -13 "$list" - | (cd "$dest" && xargs -r rm -f)

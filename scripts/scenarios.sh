@@ -38,7 +38,7 @@
 # KTAP, named scenario-host:<name>:...). scripts/results.py counts the guest
 # run as scenario-<name> and its tests as scenario:<name>:<test>.
 #
-# Environment: VMSG_SCENARIO_JOBS (guests at a time, default 1),
+# Environment: VMSG_SCENARIO_JOBS (guests at a time, default: one per CPU),
 # VMSG_SCENARIO_TIMEOUT (guest time limit per scenario, s),
 # VMSG_SCENARIO_TABLE (another table), VMSG_SOAK_SEED (what @seed in a
 # scenario's vmsg-device options stands for; 1 unless scripts/soak.sh sets it).
@@ -553,10 +553,11 @@ run_line() {
 	write_host_tap
 }
 
-# VMSG_SCENARIO_JOBS guests at a time (default 1): each worker takes the next
-# scenario not yet taken. A guest under TCG keeps about one host CPU busy,
-# so on two CPUs two workers take about half the time of one.
-jobs=${VMSG_SCENARIO_JOBS:-1}
+# VMSG_SCENARIO_JOBS guests at a time (default: one per CPU): each worker
+# takes the next scenario not yet taken. A guest under TCG keeps about one
+# host CPU busy (a make check of 66 min used 66 min of CPU time on two), so
+# two workers on two CPUs take about half the time of one.
+jobs=${VMSG_SCENARIO_JOBS:-$(nproc)}
 if [ "$jobs" -le 1 ]; then
 	for line in "${selected[@]}"; do run_line "$line"; done
 else

@@ -71,11 +71,12 @@ def write(repo, path, text):
         f.write(text)
 
 
-def copy(repo, files, dest):
+def copy(src_root, files, dest_root):
+    """Copies files (paths relative to src_root) to the same paths under dest_root."""
     for f in files:
-        target = os.path.join(repo, dest, f)
+        target = os.path.join(dest_root, f)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copy2(os.path.join(TOP, f), target)
+        shutil.copy2(os.path.join(src_root, f), target)
 
 
 def insert_before(text, marker, addition, what):
@@ -98,22 +99,20 @@ def main():
         run("git", "init", "-q", "-b", "main", cwd=repo)
         for key in ("user.name", "user.email"):
             run("git", "config", key, run("git", "config", key, cwd=TOP).strip(), cwd=repo)
-        for f in BASE_FILES:
-            os.makedirs(os.path.dirname(os.path.join(repo, f)), exist_ok=True)
-            shutil.copy2(os.path.join(linux, f), os.path.join(repo, f))
+        copy(linux, BASE_FILES, repo)
         commit(repo, "base", "Linux's files the series changes.")
         base = run("git", "rev-parse", "HEAD", cwd=repo).strip()
-        kconfig_head = "# SPDX-License-Identifier: GPL-2.0\n"
-        kbuild = "# SPDX-License-Identifier: GPL-2.0\n"
+        spdx = "# SPDX-License-Identifier: GPL-2.0\n"
         transport_options = ["VIRTIO_MSG", "VIRTIO_MSG_KUNIT_TEST"]
 
         # 1: the transport and the support code every module includes.
-        copy(repo, [f for f in tracked("rust") if not f.startswith("rust/ffa/")], DEST)
-        copy(repo, tracked("drivers/virtio_msg"), DEST)
-        kconfig = kconfig_head + "\n" + "\n".join(kconfig_entries(transport_options))
+        dest = os.path.join(repo, DEST)
+        copy(TOP, [f for f in tracked("rust") if not f.startswith("rust/ffa/")], dest)
+        copy(TOP, tracked("drivers/virtio_msg"), dest)
+        kconfig = spdx + "\n" + "\n".join(kconfig_entries(transport_options))
         write(repo, f"{DEST}/Kconfig", kconfig)
-        write(repo, f"{DEST}/Makefile", kbuild + "obj-$(CONFIG_VIRTIO_MSG) += drivers/\n")
-        drivers_kbuild = kbuild + "obj-$(CONFIG_VIRTIO_MSG) += virtio_msg/\n"
+        write(repo, f"{DEST}/Makefile", spdx + "obj-$(CONFIG_VIRTIO_MSG) += drivers/\n")
+        drivers_kbuild = spdx + "obj-$(CONFIG_VIRTIO_MSG) += virtio_msg/\n"
         write(repo, f"{DEST}/drivers/Kbuild", drivers_kbuild)
         path = os.path.join(repo, "drivers/virtio/Kconfig")
         text = insert_before(open(path).read(), "endif # VIRTIO_MENU",
@@ -150,7 +149,7 @@ def main():
              "suites, and the fake partition they run against, into the module."),
         ]
         for module, options, extra, subject, body in buses:
-            copy(repo, tracked(f"drivers/{module}") + extra, DEST)
+            copy(TOP, tracked(f"drivers/{module}") + extra, dest)
             kconfig += "\n" + "\n".join(kconfig_entries(options))
             write(repo, f"{DEST}/Kconfig", kconfig)
             drivers_kbuild += f"obj-$(CONFIG_{options[0]}) += {module}/\n"
@@ -209,9 +208,7 @@ def apply_all(linux, patches):
     """Applies the patches in turn to a copy of the files of linux they change."""
     scratch = tempfile.mkdtemp(prefix="vmsg-intree-check.")
     try:
-        for f in BASE_FILES:
-            os.makedirs(os.path.dirname(os.path.join(scratch, f)), exist_ok=True)
-            shutil.copy2(os.path.join(linux, f), os.path.join(scratch, f))
+        copy(linux, BASE_FILES, scratch)
         for p in patches:
             result = subprocess.run(["patch", "-p1", "--fuzz=0", "--batch", "-s", "-i", p],
                                     cwd=scratch, capture_output=True, text=True)

@@ -84,18 +84,20 @@ host_tap_write() {
 # are deleted.
 sync_module_sources() {
 	local dest=$1 f list
+	# The module sources under the current directory, sorted.
+	module_sources() {
+		find Kbuild drivers rust tests/harness -type f \
+			\( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Kbuild \) -print | sort
+	}
 	mkdir -p "$dest"
 	list=$(mktemp)
-	(cd "$VMSG_TOP" && find Kbuild drivers rust tests/harness -type f \
-		\( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Kbuild \) -print | sort) >"$list"
+	(cd "$VMSG_TOP" && module_sources) >"$list"
 	while IFS= read -r f; do
 		cmp -s "$VMSG_TOP/$f" "$dest/$f" && continue
 		mkdir -p "$dest/$(dirname "$f")"
 		cp "$VMSG_TOP/$f" "$dest/$f"
 	done <"$list"
-	(cd "$dest" && find Kbuild drivers rust tests/harness -type f \
-		\( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Kbuild \) -print | sort) |
-		comm -13 "$list" - | (cd "$dest" && xargs -r rm -f)
+	(cd "$dest" && module_sources) | comm -13 "$list" - | (cd "$dest" && xargs -r rm -f)
 	rm -f "$list"
 }
 

@@ -98,8 +98,8 @@ drained_in_work() {
 	[ "${n:-0}" -gt 0 ] || { echo "# received_in_work: ${n:-none}"; return 1; }
 }
 
-# Messages sent and received so far, in $sent and $received (read by the
-# shell: no fork).
+# Messages sent and received so far, in $sent and $received (the values read
+# by the shell; finding the stats file, shm_stats, forks).
 sent_received() {
 	while read -r k v; do
 		case $k in sent:) sent=$v ;; received:) received=$v ;; esac

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # Which accelerator the x86 test guests run under, and QEMU supervised so
 # that a KVM which cannot run the guest costs seconds, not a time limit.
 # Source it after lib.sh; scripts/qemu.sh is its user.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # The arm64 side of `make check`: the project's modules built for an arm64
 # kernel (with the FF-A bus), a guest image, and a boot in QEMU's `virt`
 # machine (TCG) that loads the modules and runs their KUnit suites.

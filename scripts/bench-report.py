@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
 """Turns the records of a `make bench` run (scripts/bench.sh) into its report.
 
 Reads, from --records (build/bench/): guest/tap.log (what tests/bench/guest.sh

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # `make bench`: virtio-blk over virtio-msg against QEMU's own virtio-blk-pci
 # and vhost-user-blk-pci (qemu-storage-daemon), plus a virtio-msg disk whose
 # queues the same qemu-storage-daemon serves through vmsg-device's vhost-user

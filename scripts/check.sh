@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # `make check`: builds everything, runs every test and prints one summary line.
 #
 # Steps: install what is missing, get the (cached) kernel, build the modules
@@ -58,13 +59,13 @@ report() {
 step setup scripts/setup.sh || report
 KBUILD=$(scripts/kernel.sh) || { step kernel false; report; }
 echo "$KBUILD" >"$VMSG_BUILD/kbuild-dir"
-step modules make --no-print-directory modules KBUILD="$KBUILD" CLIPPY=1 || report
+step modules make --no-print-directory modules KDIR="$KBUILD" CLIPPY=1 || report
 # The same sources with the KUnit options on (drivers/Kconfig), for the KUnit
 # guest; the modules above are the ones users load, and the e2e and scenario
 # guests load those.
-step kunit-modules make --no-print-directory kunit-modules KBUILD="$KBUILD" CLIPPY=1 || report
+step kunit-modules make --no-print-directory kunit-modules KDIR="$KBUILD" CLIPPY=1 || report
 step kunit-suites-only-in-test-modules scripts/kunit-sections.sh drivers build/kunit-src/drivers
-step rustfmt make --no-print-directory rustfmt-check KBUILD="$KBUILD"
+step rustfmt make --no-print-directory rustfmt-check
 step bindings-up-to-date scripts/gen-bindings.sh --check
 step checkpatch scripts/checkpatch.sh "$KBUILD"
 # The patch series for a kernel tree (README, "In your own kernel tree"),
@@ -103,6 +104,24 @@ if [ -f drivers/virtio_msg_shm/virtio_msg_shm.ko ]; then
 else
 	printf 'KTAP version 1\n1..1\nok 1 e2e # SKIP drivers/virtio_msg_shm/virtio_msg_shm.ko not built\n' >"$VMSG_BUILD/e2e-skip.tap"
 fi
+
+# The kernel's own KTAP parser (tools/testing/kunit/kunit.py parse) on what the
+# guests printed: KUnit's results must all pass by its reading too, and the
+# kselftest runner's and the scenario runner's KTAP must parse with no error.
+ksrc=$(kernel_source_of "$KBUILD")
+step kunit-results-by-kunit.py-parse kunit_py_parse "$VMSG_BUILD/guest-main/console.log" "$ksrc" all-pass
+if [ -f "$VMSG_BUILD/guest-e2e/tap.log" ]; then
+	step kselftest-ktap-by-kunit.py-parse kunit_py_parse "$VMSG_BUILD/guest-e2e/tap.log" "$ksrc"
+fi
+scenario_ktap_parses() {
+	local t rc=0
+	for t in "$VMSG_BUILD"/scenarios/*/tap.log; do
+		[ -f "$t" ] || continue
+		kunit_py_parse "$t" "$ksrc" || rc=1
+	done
+	return $rc
+}
+step scenario-ktap-by-kunit.py-parse scenario_ktap_parses
 
 # arm64: the modules and the FF-A bus (drivers/virtio_msg_ffa, arm64 only)
 # built for an arm64 kernel with clippy and -D warnings, then a boot of QEMU's

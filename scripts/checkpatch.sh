@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # The kernel's checkpatch.pl --strict on the project's C glue and headers,
 # with the few findings that stay, each for a reason given here:
 #   rust/bus/virtio_msg_bus.h, rust/glue/glue.h, rust/ffa/ffa_glue.h

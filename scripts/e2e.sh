@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # End-to-end test: the guest's unmodified virtio drivers (rng, blk, console)
 # over virtio_msg and virtio_msg_shm, served by tools/vmsg-device on the host
 # through QEMU's ivshmem-doorbell device (Documentation/shm-bus.rst).
@@ -11,9 +12,9 @@
 # Steps: build vmsg-device (release); in a fresh directory under /dev/shm
 # create the guest RAM file and a disk image whose last 64 KiB are random
 # (their SHA-256 goes to the guest); start vmsg-device with an rng, a disk and
-# an echoing console; boot the guest (plan e2e, tests/selftests/e2e/) with
-# the RAM file shared and the ivshmem-doorbell device connected to
-# vmsg-device; stop vmsg-device with SIGTERM; then check the image on the
+# an echoing console; boot the guest (plan e2e: the kselftest target
+# tests/selftests/virtio_msg/ through run_kselftest.sh) with the RAM file
+# shared and the ivshmem-doorbell device connected to vmsg-device; stop vmsg-device with SIGTERM; then check the image on the
 # host against what the guest reported writing.
 #
 # Environment: VMSG_E2E_TIMEOUT (guest time limit, s), VMSG_E2E_LOG_LEVEL and
@@ -39,7 +40,10 @@ if [ $# = 0 ]; then
 	initrd=$VMSG_BUILD/guest-e2e.cpio.gz
 	outdir=$VMSG_BUILD/guest-e2e
 	mapfile -t kos < <(find drivers -name '*.ko' | sort)
-	scripts/guest-image.sh "$initrd" "${kos[@]}" || die "building the guest image failed"
+	# The modules installed as users do too: the reload test uses modprobe.
+	install_modules "$kbuild" "$VMSG_BUILD/modroot" || die "make modules_install failed"
+	KBUILD=$kbuild VMSG_GUEST_MODROOT=$VMSG_BUILD/modroot scripts/guest-image.sh "$initrd" "${kos[@]}" ||
+		die "building the guest image failed"
 elif [ $# = 3 ]; then
 	kernel=$1 initrd=$2 outdir=$3
 else

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Fuzzes the virtio-msg codec's decoder with libFuzzer through cargo-fuzz.
 #
 #   scripts/fuzz-codec.sh [SECONDS]     (default 600)

@@ -2,10 +2,13 @@
 # SPDX-License-Identifier: GPL-2.0
 """Turns the project into a patch series for a Linux 7.2 tree (issue 14).
 
-Usage: intree-patch.py <linux source tree> <output dir> [--check]
+Usage: intree-patch.py <linux source tree> <output dir> [--check | --tree DIR]
 
 With --check, the series is also applied, patch by patch with `patch -p1
 --fuzz=0`, to a copy of the tree's files it changes: it must apply exactly.
+With --tree DIR, it is applied the same way to DIR, made a copy of the whole
+tree first (hard links: patch replaces the files it changes, so the source
+tree stays as it was); DIR is then the patched tree, to build in.
 
 The series (git format-patch, with a cover letter) applies with `git am` or
 `patch -p1` to the tree given, and puts:
@@ -16,6 +19,8 @@ The series (git format-patch, with a cover letter) applies with `git am` or
                                     paths), wired into drivers/virtio/Kconfig
                                     and drivers/virtio/Makefile
   Documentation/driver-api/virtio/virtio-msg/   Documentation/*.rst, indexed
+  tools/testing/selftests/drivers/virtio_msg/   tests/selftests/virtio_msg/, the
+                                    kselftest target, in the selftests' TARGETS
   MAINTAINERS                       an entry (no M: line: the submitter adds
                                     theirs)
 
@@ -39,8 +44,10 @@ BASE_FILES = [
     "drivers/virtio/Kconfig",
     "drivers/virtio/Makefile",
     "Documentation/driver-api/virtio/index.rst",
+    "tools/testing/selftests/Makefile",
     "MAINTAINERS",
 ]
+SELFTEST_DEST = "tools/testing/selftests/drivers/virtio_msg"
 # The project's documents that describe the kernel side, in reading order.
 DOCS = ["transport", "bus-contract", "shm-bus", "ffa-bus", "robustness"]
 
@@ -91,9 +98,12 @@ def commit(repo, subject, body):
 
 
 def main():
-    if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["--check"]):
+    args = sys.argv[1:]
+    if len(args) not in (2, 3, 4) or not (args[2:] in ([], ["--check"]) or (len(args) == 4 and args[2] == "--tree")):
         sys.exit(__doc__)
-    linux, out, check = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3:] == ["--check"]
+    linux, out = args[0], os.path.abspath(args[1])
+    check = args[2:] == ["--check"]
+    tree = os.path.abspath(args[3]) if args[2:3] == ["--tree"] else None
     repo = tempfile.mkdtemp(prefix="vmsg-intree.")
     try:
         run("git", "init", "-q", "-b", "main", cwd=repo)
@@ -174,13 +184,27 @@ def main():
                "How the transport works, what a bus module implements, the shared-memory\n"
                "bus byte by byte, the FF-A bus, and what each fault of a device side does.")
 
-        # 5: MAINTAINERS.
+        # 5: the kselftest target.
+        src = "tests/selftests/virtio_msg"
+        copy(os.path.join(TOP, src), [f[len(src) + 1:] for f in tracked(src)], os.path.join(repo, SELFTEST_DEST))
+        path = os.path.join(repo, "tools/testing/selftests/Makefile")
+        text = insert_before(open(path).read(), "TARGETS += drivers/platform/x86/intel/ifs\n",
+                             "TARGETS += drivers/virtio_msg\n", "tools/testing/selftests/Makefile")
+        write(repo, "tools/testing/selftests/Makefile", text)
+        commit(repo, "selftests: drivers/virtio_msg: end-to-end tests of the shm bus",
+               "Unmodified virtio-rng, virtio-blk and virtio-console drivers over the\n"
+               "virtio-msg transport and its shared-memory bus, then a reload of the bus\n"
+               "module. They need an ivshmem-doorbell device served by a virtio-msg device\n"
+               "side (tools/vmsg-device of virtio-msg-rs) and skip without one.")
+
+        # 6: MAINTAINERS.
         entry = ("VIRTIO MSG TRANSPORT AND BUSES (RUST)\n"
                  "L:\tvirtualization@lists.linux.dev\n"
                  "L:\trust-for-linux@vger.kernel.org\n"
                  "S:\tMaintained\n"
                  f"F:\t{DOC_DEST}/\n"
-                 f"F:\t{DEST}/\n\n")
+                 f"F:\t{DEST}/\n"
+                 f"F:\t{SELFTEST_DEST}/\n\n")
         path = os.path.join(repo, "MAINTAINERS")
         text = insert_before(open(path).read(), "VIRTIO NET DRIVER\n", entry, "MAINTAINERS")
         write(repo, "MAINTAINERS", text)
@@ -200,8 +224,19 @@ def main():
             print(p)
         if check:
             apply_all(linux, patches[1:])
+        if tree:
+            apply_to_tree(linux, patches[1:], tree)
     finally:
         shutil.rmtree(repo, ignore_errors=True)
+
+
+def patch_all(linux, patches, where):
+    """Applies the patches in turn in directory where, exactly."""
+    for p in patches:
+        result = subprocess.run(["patch", "-p1", "--fuzz=0", "--batch", "-s", "-i", p],
+                                cwd=where, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"{os.path.basename(p)} does not apply to {linux}:\n{result.stdout}{result.stderr}")
 
 
 def apply_all(linux, patches):
@@ -209,14 +244,19 @@ def apply_all(linux, patches):
     scratch = tempfile.mkdtemp(prefix="vmsg-intree-check.")
     try:
         copy(linux, BASE_FILES, scratch)
-        for p in patches:
-            result = subprocess.run(["patch", "-p1", "--fuzz=0", "--batch", "-s", "-i", p],
-                                    cwd=scratch, capture_output=True, text=True)
-            if result.returncode != 0:
-                sys.exit(f"{os.path.basename(p)} does not apply to {linux}:\n{result.stdout}{result.stderr}")
+        patch_all(linux, patches, scratch)
         print(f"the series applies to {linux}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def apply_to_tree(linux, patches, tree):
+    """Makes tree a hard-linked copy of linux with the patches applied."""
+    shutil.rmtree(tree, ignore_errors=True)
+    os.makedirs(os.path.dirname(tree), exist_ok=True)
+    run("cp", "-al", os.path.abspath(linux), tree)
+    patch_all(linux, patches, tree)
+    print(f"the series applied to {tree}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Provides a configured and built Linux kernel for the project's modules and
 # prints its build directory (the objtree that `make M=` needs) on stdout.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Checks that KUnit suites are only where the *_KUNIT_TEST options put them
 # (drivers/Kconfig): no module under <production dir> has a .kunit_test_suites
 # section, and each under <kunit dir> has one.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # Shared shell helpers for the project's scripts. Source it; do not run it.
 # shellcheck shell=bash
 
@@ -118,6 +119,22 @@ install_modules() {
 	make -C "$kbuild" M="$VMSG_TOP" LLVM="$VMSG_LLVM" INSTALL_MOD_PATH="$root" modules_install >/dev/null
 }
 
+# Installs the kselftest target drivers/virtio_msg (tests/selftests/virtio_msg)
+# into $2 the kernel's way: the patch series of scripts/intree-patch.py applied
+# to a hard-linked copy of kernel source $1 ($VMSG_BUILD/linux-patched), then
+# `make -C tools/testing/selftests TARGETS=drivers/virtio_msg install`, which
+# gives run_kselftest.sh, kselftest/ and drivers/virtio_msg/.
+kselftest_install() {
+	local ksrc=$1 dest=$2 tree=$VMSG_BUILD/linux-patched log=$VMSG_BUILD/kselftest-install.log
+	mkdir -p "$VMSG_BUILD"
+	{
+		python3 "$VMSG_TOP/scripts/intree-patch.py" "$ksrc" "$VMSG_BUILD/intree" --tree "$tree" &&
+			rm -rf "$dest" &&
+			make -C "$tree/tools/testing/selftests" TARGETS=drivers/virtio_msg \
+				KSFT_INSTALL_PATH="$dest" install
+	} >"$log" 2>&1 || { tail -n 20 "$log" >&2; log "kselftest installation failed, see $log"; return 1; }
+}
+
 # The source tree of kernel build directory $1: itself, or the tree whose
 # Makefile an O= build directory's Makefile includes.
 kernel_source_of() {
@@ -125,5 +142,25 @@ kernel_source_of() {
 		echo "$1"
 	else
 		sed -n 's|^include \(.*\)/Makefile$|\1|p' "$1/Makefile" 2>/dev/null | head -n 1
+	fi
+}
+
+# Parses KTAP file $1 with the kernel's own parser, tools/testing/kunit/kunit.py
+# of kernel source $2: succeeds when it found results and reported no parse
+# error (a missing or misplaced line, a plan not met: "[ERROR]", "CRASHED");
+# with $3 = all-pass, also only when every test passed. Its output goes to $1.kunit.
+kunit_py_parse() {
+	local file=$1 ksrc=$2 rc
+	python3 "$ksrc/tools/testing/kunit/kunit.py" parse "$file" >"$file.kunit" 2>&1
+	rc=$?
+	sed -i 's/\x1b\[[0-9;]*m//g' "$file.kunit"
+	if grep -E '\[ERROR\]|CRASHED|[Cc]ould not find any KTAP' "$file.kunit" >&2 ||
+		! grep -q 'Testing complete\. Ran [1-9]' "$file.kunit"; then
+		log "kunit.py parse $file: parse errors or no results, see $file.kunit"
+		return 1
+	fi
+	if [ "${3:-}" = all-pass ] && [ $rc != 0 ]; then
+		log "kunit.py parse $file: not every test passed, see $file.kunit"
+		return 1
 	fi
 }

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Boots the test guest and records its two serial lines.
 # Usage: qemu.sh <bzImage> <initramfs> <outdir> <timeout-seconds> [kernel args] [-- qemu args]
 # Writes <outdir>/console.log (kernel console), <outdir>/tap.log (selftest

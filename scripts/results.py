@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
 """Collects the results of a `make check` run and decides whether it passed.
 
 Inputs are the records the run leaves behind:
@@ -41,6 +42,40 @@ KERNEL_PROBLEMS = [
 RESULT = re.compile(r"^(?P<indent> *)(?P<not>not )?ok (?P<num>\d+)(?: -)? ?(?P<name>[^#]*?)\s*(?:#\s*(?P<directive>\S+).*)?$")
 PLAN = re.compile(r"^(?P<indent> *)1\.\.(?P<count>\d+)\s*$")
 SUBTEST = re.compile(r"^(?P<indent> *)# Subtest: (?P<name>\S+)")
+KSELFTEST_TEST = re.compile(r"^(?P<indent> *)# selftests: (?P<dir>\S+): (?P<test>\S+)$")
+
+
+def kselftest_nesting(lines):
+    """Rewrites the output of kselftest's runner (run_kselftest.sh) as nested KTAP.
+
+    The runner prints "# selftests: DIR: TEST", then the test's own KTAP with
+    each line prefixed by "# ", then one result for the test. The prefix
+    becomes four spaces under a "# Subtest: kselftest:DIR:TEST" line, and the
+    result is renamed to match, so that each check of a test counts and the
+    runner's result summarises them (a timeout or a bad exit status with no
+    failed check still fails).
+    """
+    out = []
+    inside = None  # (indentation, runner's name, our name) of the test running.
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if inside is None:
+            m = KSELFTEST_TEST.match(line)
+            if m:
+                name = f"kselftest:{m['dir']}:{m['test']}"
+                inside = (m["indent"], f"selftests: {m['dir']}: {m['test']}", name)
+                out.append(f"{m['indent']}    # Subtest: {name}")
+                continue
+        else:
+            indent, runner_name, name = inside
+            if line.startswith(indent + "# ") or line == indent + "#":
+                out.append(indent + "    " + line[len(indent) + 2:])
+                continue
+            inside = None
+            if RESULT.match(line):
+                line = line.replace(runner_name, name, 1)
+        out.append(line)
+    return out
 
 
 @dataclass
@@ -64,6 +99,7 @@ def parse_ktap(lines, prefix):
     the results do not meet is a problem: a test that stopped half way.
     """
     res = Results()
+    lines = kselftest_nesting(lines)
     names = {}  # indent -> name of the subtest whose children sit at that indent.
     plans = {}  # indent -> [planned, seen].
     last_indent = None

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # `make run`: the project at work. Starts tools/vmsg-device with a virtio-rng,
 # a virtio-blk backed by build/run-disk.img and an echoing virtio-console, all
 # on one shared-memory bus instance, boots a guest that loads virtio_msg and
@@ -17,7 +18,7 @@ rm -rf "$out"
 log "building vmsg-device"
 cargo build --release --quiet --manifest-path tools/Cargo.toml -p vmsg-device || die "vmsg-device build failed"
 mapfile -t kos < <(find drivers -name '*.ko' | sort)
-VMSG_GUEST_PROGRAMS="mke2fs e2fsck lsblk" scripts/guest-image.sh "$VMSG_BUILD/guest-run.cpio.gz" "${kos[@]}" ||
+KBUILD=$kbuild VMSG_GUEST_PROGRAMS="mke2fs e2fsck lsblk" scripts/guest-image.sh "$VMSG_BUILD/guest-run.cpio.gz" "${kos[@]}" ||
 	die "building the guest image failed"
 
 tmp=$(mktemp -d /dev/shm/vmsg-run.XXXXXX) || die "cannot create a directory under /dev/shm"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # End-to-end scenarios: one guest boot per line of tests/e2e/scenarios, each
 # against tools/vmsg-device configured differently (revisions, message size,
 # hot add and remove, injected faults), each asserting a documented outcome.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Installs what building and testing the project needs, once per machine:
 # Debian packages, bindgen-cli from crates.io and the rust-src component.
 # Idempotent and quiet when everything is already there.
@@ -9,6 +10,8 @@ PACKAGES=(
 	clang-19 lld-19 llvm-19 libclang-19-dev
 	qemu-system-x86 qemu-system-arm busybox-static cpio bc flex bison
 	libelf-dev libssl-dev xz-utils kmod e2fsprogs curl ca-certificates
+	# kselftest installation (tools/testing/selftests/lib.mk copies with rsync).
+	rsync
 	# make bench: fio for the guest, qemu-storage-daemon (in qemu-system-common)
 	# for vhost-user-blk, python3-venv for matplotlib from PyPI.
 	fio qemu-system-common python3-venv

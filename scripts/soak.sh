@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # `make soak`: the scenarios of tiers soak and check (tests/e2e/scenarios),
 # pass after pass, until VMSG_SOAK_MINUTES have passed (default 0: one pass).
 # Each pass exports VMSG_SOAK_SEED=<pass number>, which scenarios.sh puts

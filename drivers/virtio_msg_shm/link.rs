@@ -163,6 +163,9 @@ pub(crate) struct ShmLink {
     broken: AtomicBool,
     /// Set while detached: the device side may be resetting the rings under us.
     detached: AtomicBool,
+    /// Set while the recovery loop is being stopped: its waits for the device side's state
+    /// end at once, so that a teardown does not first wait out an attempt under way.
+    waits_cancelled: AtomicBool,
     /// Devices to add and EVENT_DEVICE news (at most one entry per device number) for
     /// `dev_work`.
     #[pin]
@@ -213,6 +216,7 @@ impl ShmLink {
                 registration <- crate::new_irq_spinlock!(None, c"virtio_msg_shm_registration"),
                 broken: AtomicBool::new(false),
                 detached: AtomicBool::new(true),
+                waits_cancelled: AtomicBool::new(false),
                 device_work <- crate::new_irq_spinlock!(
                     DeviceWork {
                         listed: KVec::new(),
@@ -308,15 +312,27 @@ impl ShmLink {
         self.wait_device_state(|s| s != region::DEVICE_READY)
     }
 
-    /// Waits up to 5 s for the device side's state to satisfy `ok`.
+    /// Waits up to 5 s for the device side's state to satisfy `ok`; EINTR once
+    /// [`Self::cancel_waits`] was called.
     fn wait_device_state(&self, ok: impl Fn(u32) -> bool) -> Result {
-        read_poll_timeout(
+        let state = read_poll_timeout(
             || self.with_shm(region::device_state),
-            |state: &u32| ok(*state),
+            |state: &u32| ok(*state) || self.waits_cancelled.load(Ordering::Acquire),
             Delta::from_millis(10),
             Delta::from_secs(5),
-        )
-        .map(|_| ())
+        )?;
+        if ok(state) {
+            Ok(())
+        } else {
+            Err(EINTR)
+        }
+    }
+
+    /// Ends the waits for the device side's state now and until `cancelled` is false again:
+    /// stopping the recovery loop must not wait out an attempt's waits (the teardown that
+    /// follows detaches, and waits, on its own).
+    pub(crate) fn cancel_waits(&self, cancelled: bool) {
+        self.waits_cancelled.store(cancelled, Ordering::Release);
     }
 
     /// Logs the instance's counters.

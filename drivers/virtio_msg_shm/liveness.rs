@@ -137,7 +137,8 @@ impl Liveness {
                     failed = 0;
                 }
                 Err(e) => {
-                    if failed == 0 {
+                    // An attempt cut short by stop() is not worth a line.
+                    if failed == 0 && !self.stop.load(Ordering::Acquire) {
                         dev_err!(
                             instance.device(),
                             "recovery failed ({e:?}); retrying every {interval_ms} ms\n"
@@ -149,9 +150,13 @@ impl Liveness {
         }
     }
 
-    /// Stops the loop and waits for it (a recovery in progress finishes first).
+    /// Stops the loop and waits for it. A recovery attempt under way ends early: its waits
+    /// for a device side that may never answer are cut short.
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
+        let link = self.instance.link();
+        link.cancel_waits(true);
         flush_work(&self.work);
+        link.cancel_waits(false);
     }
 }

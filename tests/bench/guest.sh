@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The guest side of `make bench` (scripts/bench.sh; plan `bench` of
 # tests/guest/init). The guest has one virtio-blk disk per transport, all
 # backed by the same file on the host:

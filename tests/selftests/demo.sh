@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # What `make run` shows: unmodified virtio drivers at work over virtio-msg.
 # Output goes to the second serial line, which run.sh prints.
 step() { echo; echo "== $* =="; }

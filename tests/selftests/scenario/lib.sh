@@ -1,8 +1,9 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # Helpers of the scenario tests (sourced): the end-to-end helpers, and what a
 # scenario asks about a device kind. scripts/scenarios.sh starts vmsg-device
 # as the scenario says (tests/e2e/scenarios) and names the tests to run.
-. ../e2e/lib.sh
+. ../virtio_msg/lib.sh
 
 # The virtio device id and driver of a device kind vmsg-device serves.
 kind_id() {

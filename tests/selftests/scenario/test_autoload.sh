@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The modules as users install them load by themselves (issue 14): the image
 # holds them under /lib/modules/$(uname -r) as `make modules_install` put
 # them there (with its depmod). With both unloaded, modprobe of the ivshmem
@@ -6,7 +7,8 @@
 # picks it, modules.dep brings virtio_msg first, and the bus and its devices
 # come up.
 . ./lib.sh
-ktap_plan 4
+ktap_print_header
+ktap_set_plan 4
 moddir=/lib/modules/$(uname -r)
 
 installed() {
@@ -43,4 +45,4 @@ chain "the installed modules and their alias are in $moddir" installed
 chain "virtio_msg_shm and virtio_msg unload" unloaded
 chain "modprobe of the ivshmem device's modalias loads both" autoloads
 leaf "the bus comes up and every device is bound" devices_up
-ktap_finish
+ktap_finished

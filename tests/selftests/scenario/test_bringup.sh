@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # Devices that never answer do not hold up insmod or rmmod (issue 20, bug 3):
 # the bus module adds the devices GET_DEVICES listed in a work item after its
 # probe returned, one request timeout each, so insmod waits for none of them
@@ -7,7 +8,8 @@
 # ms the scenario gave virtio_msg_shm. Before the fix, insmod took one
 # timeout per device (bring-up inside the probe).
 . ./lib.sh
-ktap_plan 4
+ktap_print_header
+ktap_set_plan 4
 timeout_ms=${1:-3000}
 shm_args=$(e2e_arg shm_args | tr , ' ')
 
@@ -46,4 +48,4 @@ chain "insmod returns within half a request timeout while three devices stay sil
 chain "rmmod during their bring-up returns within one request timeout" unloads_within_one_timeout
 chain "loaded again, each of the three devices is tried and given up on" each_device_tried
 chain "rmmod returns within one request timeout" unloads_within_one_timeout
-ktap_finish
+ktap_finished

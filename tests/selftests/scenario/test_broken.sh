@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The device kind $1 (rng, blk or console) is out of service after the
 # device side misbehaved: it never registered (its GET_DEVICE_INFO failed),
 # or its driver is not bound, or it is marked broken. A device marked broken
@@ -7,7 +8,8 @@
 # timeout, and reports DEVICE_NEEDS_RESET. scripts/scenarios.sh checks the
 # log line that says why.
 . ./lib.sh
-ktap_plan 3
+ktap_print_header
+ktap_set_plan 3
 id=$(kind_id "$1") || exit 1
 drv=$(kind_driver "$1")
 
@@ -41,12 +43,12 @@ fails_fast() {
 	[ $((s1 & s2 & 0x40)) != 0 ] && [ "$req" = "$req2" ] && [ "$tmo" = "$tmo2" ]
 }
 
-ktap_check "virtio-$1 (id $id) is out of service" out_of_service
+check "virtio-$1 (id $id) is out of service" out_of_service
 if vdev_by_id "$id" >/dev/null; then
-	ktap_check "its debugfs stats say broken: true" marked_broken
-	ktap_check "reading its status sends no request and reports DEVICE_NEEDS_RESET" fails_fast
+	check "its debugfs stats say broken: true" marked_broken
+	check "reading its status sends no request and reports DEVICE_NEEDS_RESET" fails_fast
 else
-	ktap_skip "its debugfs stats say broken: true" "it never registered"
-	ktap_skip "reading its status sends no request and reports DEVICE_NEEDS_RESET" "it never registered"
+	skip_because "its debugfs stats say broken: true" "it never registered"
+	skip_because "reading its status sends no request and reports DEVICE_NEEDS_RESET" "it never registered"
 fi
-ktap_finish
+ktap_finished

@@ -1,11 +1,13 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # Exactly $1 virtio devices, one per device number, after the device side
 # announced devices more than once (duplicate adds, flapping): each is bound
 # to its driver, no two have the same device id (vmsg-device's standard
 # devices are of distinct kinds), the instance has one debugfs directory per
 # device, and it stays so for 2 s (a late duplicate add would show).
 . ./lib.sh
-ktap_plan 3
+ktap_print_header
+ktap_set_plan 3
 
 # Device ids of the virtio devices, sorted, one a line.
 ids() {
@@ -31,4 +33,4 @@ stays() { usleep 2000000; all_bound "$1" && distinct_ids; }
 chain "$1 virtio devices, each bound to its driver" wait_for 60 all_bound "$1"
 chain "no device id appears twice, one debugfs directory per device" ids_and_dirs "$1"
 leaf "still so 2 s later" stays "$1"
-ktap_finish
+ktap_finished

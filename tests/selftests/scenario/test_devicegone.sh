@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The device logic is killed (SIGKILL) for good while a writer writes blocks
 # of the virtio-blk disk (split mode). The bus instance notices by its PING;
 # the disk is marked broken and new writes fail with EIO; every block
@@ -8,7 +9,8 @@
 # removed (del_gendisk would wait for that write forever); this test leaves
 # both alone.
 . ./lib.sh
-ktap_plan 6
+ktap_print_header
+ktap_set_plan 6
 base=512 n=32
 
 writes_run() {
@@ -65,4 +67,4 @@ chain "writes stop and the bus instance logs the missed PING" notices
 leaf "the disk is marked broken (status has DEVICE_NEEDS_RESET)" broken
 leaf "a new write fails with EIO" new_write_fails
 leaf "the host is asked to check the acknowledged blocks in its image" image_holds_acked
-ktap_finish
+ktap_finished

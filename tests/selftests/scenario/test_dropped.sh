@@ -1,9 +1,11 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The bus instance dropped and counted messages from the device side: the
 # counters virtio_msg_shm logs when its instance goes away (run after
 # "unload") show dropped > 0.
 . ./lib.sh
-ktap_plan 1
+ktap_print_header
+ktap_set_plan 1
 
 dropped() {
 	line=$(dmesg | grep -E 'virtio_msg_shm: sent [0-9]+ received [0-9]+ .*dropped [0-9]+' | tail -n 1)
@@ -13,5 +15,5 @@ dropped() {
 	[ "${n:-0}" -gt 0 ]
 }
 
-ktap_check "the bus instance counted dropped messages" dropped
-ktap_finish
+check "the bus instance counted dropped messages" dropped
+ktap_finished

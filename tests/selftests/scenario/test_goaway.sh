@@ -1,11 +1,13 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The device side goes away (split mode, the device logic stopped by
 # SIGTERM: device_state 2, every device announced removed) and comes back
 # (issue 18 point 1, issue 20 bug 10): the driver removes every device,
 # detaches and sends nothing while it is away (no PING, no recovery), then
 # attaches again once the device side is back and registers its devices anew.
 . ./lib.sh
-ktap_plan 4
+ktap_print_header
+ktap_set_plan 4
 
 shm_stats() { ls /sys/kernel/debug/virtio_msg_shm-*/stats 2>/dev/null | head -n 1; }
 detached() { [ "$(stat_of "$(shm_stats)" detached)" = true ]; }
@@ -39,4 +41,4 @@ chain "the device side goes away: every device removed, the instance detached" g
 chain "nothing is sent while it is away" quiet_while_away
 chain "it comes back: the instance attaches again" comes_back
 leaf "its devices are registered again" wait_for 60 all_bound 3
-ktap_finish
+ktap_finished

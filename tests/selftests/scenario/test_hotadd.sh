@@ -1,11 +1,13 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # Hot add while the bus is up. The guest cannot reach vmsg-device's control
 # socket: it asks the host on the test serial line ("# vmsg-host add KIND"),
 # scripts/scenarios.sh sends the control command (EVENT_DEVICE added
 # follows), and the guest waits (bounded) for the device to appear bound to
 # its driver. $1 is the kind (blk); there must be no other device of its kind.
 . ./lib.sh
-ktap_plan 5
+ktap_print_header
+ktap_set_plan 5
 id=$(kind_id "$1") || exit 1
 drv=$(kind_driver "$1")
 
@@ -36,4 +38,4 @@ echo "# it took $(ms_since "$t") ms"
 leaf "it moves data" moves_data "$1"
 leaf "it has debugfs stats" eval '[ -n "$(stats_files "$id")" ]'
 chain "the devices there before are still bound" all_bound $((before + 1))
-ktap_finish
+ktap_finished

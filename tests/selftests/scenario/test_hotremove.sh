@@ -1,11 +1,13 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # Hot remove while the bus is up (after test_hotadd): the guest asks the host
 # ("# vmsg-host remove KIND"), scripts/scenarios.sh sends the control command
 # (EVENT_DEVICE removed follows), and the guest waits (bounded) until the
 # device is gone: no longer on the virtio bus and, once its removal has
 # completed, without debugfs stats. $1 is the kind (blk).
 . ./lib.sh
-ktap_plan 5
+ktap_print_header
+ktap_set_plan 5
 id=$(kind_id "$1") || exit 1
 drv=$(kind_driver "$1")
 
@@ -34,4 +36,4 @@ chain "its removal completes (its debugfs stats go)" removal_completes
 echo "# it took $(ms_since "$t") ms"
 chain "the other devices are still there and bound" all_bound $((before - 1))
 leaf "the removal logged no warning or error about virtio" kernel_log_clean "$mark"
-ktap_finish
+ktap_finished

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # Hot remove of a disk carrying 16 parallel O_DIRECT writers (issue 20, bug
 # 0b), after test_hotadd: the device side announces the removal and serves
 # the disk until its driver resets it, so the writes in flight complete, the
@@ -6,7 +7,8 @@
 # failed once the disk is gone). A disk added afterwards gets its own debugfs
 # entry (test_hotadd after this one).
 . ./lib.sh
-ktap_plan 4
+ktap_print_header
+ktap_set_plan 4
 
 removes() {
 	ask_host remove blk
@@ -39,4 +41,4 @@ mark=$(log_mark)
 chain "hot-removed under them, its removal completes" removes
 leaf "the writers' I/O ends" writers_end
 leaf "the removal logged no warning or error about virtio" kernel_log_clean "$mark"
-ktap_finish
+ktap_finished

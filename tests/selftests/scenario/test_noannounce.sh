@@ -1,9 +1,11 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # A bus instance the driver refused at probe was never announced: the kernel
 # log has no "bus instance up" (virtio_msg_shm) and no "bus instance
 # registered" (virtio_msg) line (issue 18, point 2).
 . ./lib.sh
-ktap_plan 2
+ktap_print_header
+ktap_set_plan 2
 
 not_logged() {
 	lines=$(dmesg | grep -F "$1")
@@ -12,6 +14,6 @@ not_logged() {
 	return 1
 }
 
-ktap_check "no 'bus instance up' line" not_logged "bus instance up"
-ktap_check "no 'bus instance registered' line" not_logged "bus instance registered"
-ktap_finish
+check "no 'bus instance up' line" not_logged "bus instance up"
+check "no 'bus instance registered' line" not_logged "bus instance registered"
+ktap_finished

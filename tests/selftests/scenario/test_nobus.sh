@@ -1,10 +1,12 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The bus instance must not come up (negotiation refused or failed): the
 # module is loaded, its probe of the ivshmem device failed, and there is no
 # virtio device and no virtio_msg instance. scripts/scenarios.sh checks the
 # log line that says why.
 . ./lib.sh
-ktap_plan 5
+ktap_print_header
+ktap_set_plan 5
 
 has_ivshmem() { ivshmem_pci >/dev/null || { echo "# no PCI device 1af4:1110"; return 1; }; }
 
@@ -14,9 +16,9 @@ ivshmem_unbound() {
 	[ -z "$drv" ] || { echo "# $pci is bound to $drv"; return 1; }
 }
 
-ktap_check "virtio_msg_shm is loaded" grep -q '^virtio_msg_shm ' /proc/modules
-ktap_check "the ivshmem-doorbell device is there" has_ivshmem
-ktap_check "virtio_msg_shm did not bind to it (its probe failed)" ivshmem_unbound
-ktap_check "no virtio device exists" no_devices
-ktap_check "no bus instance was registered with virtio_msg" no_instance
-ktap_finish
+check "virtio_msg_shm is loaded" grep -q '^virtio_msg_shm ' /proc/modules
+check "the ivshmem-doorbell device is there" has_ivshmem
+check "virtio_msg_shm did not bind to it (its probe failed)" ivshmem_unbound
+check "no virtio device exists" no_devices
+check "no bus instance was registered with virtio_msg" no_instance
+ktap_finished

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The shared-memory bus instance stopped (corrupt ring, missed PING) and
 # recovered by itself: virtio_msg_shm's debugfs counts a recovery and the
 # instance is running again, and every device kind named in $1 (comma
@@ -6,7 +7,8 @@
 # (Documentation/shm-bus.rst, "Attaching, detaching and recovery").
 . ./lib.sh
 kinds=$(echo "$1" | tr , ' ')
-ktap_plan $((1 + $(echo $kinds | wc -w)))
+ktap_print_header
+ktap_set_plan $((1 + $(echo $kinds | wc -w)))
 
 shm_stats() { ls /sys/kernel/debug/virtio_msg_shm-*/stats 2>/dev/null | head -n 1; }
 
@@ -32,4 +34,4 @@ for k in $kinds; do
 	drv=$(kind_driver "$k")
 	leaf "virtio-$k is bound to $drv again" wait_for 60 is_bound "$id" "$drv"
 done
-ktap_finish
+ktap_finished

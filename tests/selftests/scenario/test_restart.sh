@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The device logic is killed (SIGKILL) and restarted $1 ms later while a
 # writer keeps writing blocks of the virtio-blk disk with O_DIRECT and fsync
 # (split mode, Documentation/shm-bus.rst, "Restarting the device side"). The
@@ -6,7 +7,8 @@
 # the restart, every acknowledged block reads back, the device stays in
 # service. scripts/scenarios.sh checks the image on the host too.
 . ./lib.sh
-ktap_plan 6
+ktap_print_header
+ktap_set_plan 6
 ms=${1:-1500}
 base=512 n=32
 
@@ -69,4 +71,4 @@ chain "no write fails; writes pause and go on after the restart" continue_across
 leaf "every acknowledged block reads back (caches dropped, O_DIRECT)" read_back
 leaf "virtio-blk is at DRIVER_OK, not broken" in_service
 leaf "a new write and read after the restart work" still_writes
-ktap_finish
+ktap_finished

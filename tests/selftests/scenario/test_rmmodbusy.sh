@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # rmmod virtio_msg_shm while a workload keeps the virtio-blk disk busy
 # (issue 20, bug 0): the removal must complete, bounded, with every device
 # gone; the requests in flight complete (the device side still answers) or
@@ -6,7 +7,8 @@
 # $1 is the workload: direct (4 KiB O_DIRECT writes with fsync), sync
 # (buffered writes and sync in a loop) or fs (file writes on ext2).
 . ./lib.sh
-ktap_plan 5
+ktap_print_header
+ktap_set_plan 5
 workload=${1:-direct}
 shm_args=$(e2e_arg shm_args | tr , ' ')
 
@@ -84,4 +86,4 @@ chain "rmmod virtio_msg_shm under the $workload workload returns within 60 s" re
 chain "no virtio device remains" wait_for 10 no_devices
 leaf "the workload ends (its I/O failed or completed, none waits)" workload_ends
 leaf "virtio_msg_shm loads again and the disk is bound" reloads
-ktap_finish
+ktap_finished

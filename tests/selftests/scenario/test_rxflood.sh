@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The device side keeps the to-driver ring full for 6 s ("vmsg-host flood"):
 # the interrupt thread runs at real-time priority, so it takes a bounded
 # number of messages per wake-up and leaves the rest to a work item of normal
@@ -11,7 +12,8 @@
 # one) the guest runs slower, which lowers a rate of iterations but not a
 # share. The iterations per second are reported too.
 . ./lib.sh
-ktap_plan 5
+ktap_print_header
+ktap_set_plan 5
 flood_s=6 total_s=16 counts=/tmp/rxflood.counts
 
 shm_stats() { ls /sys/kernel/debug/virtio_msg_shm-*/stats 2>/dev/null | head -n 1; }
@@ -127,4 +129,4 @@ chain "a loop counts its iterations before, during and after a flood of the to-d
 leaf "the flood leaves that loop a fair share of the CPU" fair_share
 leaf "the work item drained what the interrupt thread left" drained_in_work
 leaf "the flood ends and the ring is quiet again" flood_over
-ktap_finish
+ktap_finished

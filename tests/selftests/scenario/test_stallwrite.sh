@@ -1,11 +1,13 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The device side stops consuming the driver-to-device ring for 3 s
 # ("vmsg-host stall 3000", the smallest slot count) under O_DIRECT writers
 # on two disks and an rng reader (issue 20, bug 1): kicks that find the ring full are kept
 # by the transport (debugfs kicks_deferred) and sent once there is room; no
 # write fails, every acknowledged block reads back, the disk stays in service.
 . ./lib.sh
-ktap_plan 6
+ktap_print_header
+ktap_set_plan 6
 base=512 per=16 writers=2
 
 shm_stats() { ls /sys/kernel/debug/virtio_msg_shm-*/stats 2>/dev/null | head -n 1; }
@@ -103,4 +105,4 @@ chain "the device side stalls, kicks are kept, the writes go on" writes_go_on
 leaf "no write failed" no_write_failed
 leaf "every acknowledged block reads back" read_back
 leaf "the disks are not broken" in_service
-ktap_finish
+ktap_finished

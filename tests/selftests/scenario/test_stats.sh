@@ -1,7 +1,9 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # Every virtio-msg device's debugfs stats file shows "$1" ("FIELD=VALUE").
 . ./lib.sh
-ktap_plan 2
+ktap_print_header
+ktap_set_plan 2
 field=${1%%=*} value=${1#*=}
 
 have_stats() {
@@ -17,6 +19,6 @@ all_show() {
 	return $rc
 }
 
-ktap_check "the devices have debugfs stats files" have_stats
-ktap_check "each shows $field: $value" all_show
-ktap_finish
+check "the devices have debugfs stats files" have_stats
+check "each shows $field: $value" all_show
+ktap_finished

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The guest survives whatever a random device side did (vmsg-device's fuzz
 # fault): the devices that appeared settle, then each one bound to its
 # driver is used once under a time limit. I/O errors, absent or broken
@@ -6,7 +7,8 @@
 # in time is (it hangs), unless its device was marked broken (see step()).
 # What each device did goes to the log as diagnostics.
 . ./lib.sh
-ktap_plan 5
+ktap_print_header
+ktap_set_plan 5
 # Longer than the 30 s limits of console_roundtrip.
 LIMIT=40
 
@@ -81,21 +83,21 @@ step() {
 	id=$1 drv=$2 desc=$3; shift 3
 	if ! is_bound "$id" "$drv"; then
 		echo "# no device with id $id bound to $drv: nothing to do"
-		ktap_ok "$desc"
+		ktap_test_pass "$desc"
 		return
 	fi
 	bounded "$id" "$@"
 	rc=$?
 	f=$(stats_files "$id")
 	case $rc in
-	0) ktap_ok "$desc" ;;
-	2) ktap_skip "$desc" "$drv waits forever for a buffer of a broken device (killed)" ;;
+	0) ktap_test_pass "$desc" ;;
+	2) skip_because "$desc" "$drv waits forever for a buffer of a broken device (killed)" ;;
 	*)
 		echo "# device id $id: ${f:-no stats}: $([ -n "$f" ] && grep '^broken:' $f)"
 		if is_broken "$id"; then
-			ktap_skip "$desc" "$drv waits forever for a buffer of a broken device (killed)"
+			skip_because "$desc" "$drv waits forever for a buffer of a broken device (killed)"
 		else
-			ktap_fail "$desc"
+			ktap_test_fail "$desc"
 		fi
 		;;
 	esac
@@ -127,9 +129,9 @@ stats_read() {
 	done
 }
 
-ktap_check "the devices settle within $LIMIT s" settled
+check "the devices settle within $LIMIT s" settled
 step 4 virtio_rng "virtio-rng, if bound, reads or fails in time" rng_read
 step 2 virtio_blk "virtio-blk, if bound, writes and reads or fails in time" blk_io
 step 3 virtio_console "virtio-console, if bound, writes and reads or fails in time" console_io
-ktap_check "the debugfs stats files read" stats_read
-ktap_finish
+check "the debugfs stats files read" stats_read
+ktap_finished

@@ -1,11 +1,13 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The device kind $1 (rng, blk or console) registered, but its driver's
 # probe failed on what the device side offered (a valid answer the driver
 # cannot use, such as "no such queue"): it is not bound, its status has
 # FAILED (0x80), and the transport did not mark it broken, so it still
 # answers. scripts/scenarios.sh checks the log line of the failed probe.
 . ./lib.sh
-ktap_plan 3
+ktap_print_header
+ktap_set_plan 3
 id=$(kind_id "$1") || exit 1
 drv=$(kind_driver "$1")
 
@@ -38,7 +40,7 @@ still_answers() {
 	[ "$req2" -gt "$req" ] && [ "$resp2" -gt "$resp" ]
 }
 
-ktap_check "virtio-$1 (id $id) registered, $drv is not bound, status has FAILED" registered_unbound
-ktap_check "its debugfs stats say broken: false" not_broken
-ktap_check "reading its status is a request that gets its response" still_answers
-ktap_finish
+check "virtio-$1 (id $id) registered, $drv is not bound, status has FAILED" registered_unbound
+check "its debugfs stats say broken: false" not_broken
+check "reading its status is a request that gets its response" still_answers
+ktap_finished

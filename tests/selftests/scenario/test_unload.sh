@@ -1,8 +1,10 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # Whatever happened before, the bus module and then the transport unload:
 # no virtio device and no bus instance remain.
 . ./lib.sh
-ktap_plan 4
+ktap_print_header
+ktap_set_plan 4
 
 timed_rmmod() {
 	t=$(now)
@@ -14,4 +16,4 @@ chain "virtio_msg_shm unloads" timed_rmmod virtio_msg_shm
 chain "no virtio device remains" no_devices
 chain "no bus instance remains registered" no_instance
 chain "virtio_msg unloads" timed_rmmod virtio_msg
-ktap_finish
+ktap_finished

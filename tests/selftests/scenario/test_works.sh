@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # The device kinds named in $1 (comma separated: rng, blk, console) work:
 # each is bound to its virtio driver and moves data, is at DRIVER_OK and is
 # not marked broken. blk needs vmsg.blk_sectors and vmsg.blk_tail_sha256
@@ -9,7 +10,8 @@ n=0
 for k in $kinds; do
 	case $k in rng) n=$((n + 3)) ;; blk) n=$((n + 5)) ;; console) n=$((n + 3)) ;; *) n=$((n + 1)) ;; esac
 done
-ktap_plan $n
+ktap_print_header
+ktap_set_plan $n
 
 rng_reads() {
 	timeout 30 dd if=/dev/hwrng of=/tmp/rng.s bs=64 count=1 2>/dev/null
@@ -67,23 +69,23 @@ in_service() {
 for k in $kinds; do
 	case $k in
 	rng)
-		ktap_check "virtio-rng is bound to virtio_rng" wait_bound 4 virtio_rng
-		ktap_check "/dev/hwrng gives random bytes" rng_reads
-		ktap_check "virtio-rng is at DRIVER_OK, not broken" in_service 4
+		check "virtio-rng is bound to virtio_rng" wait_bound 4 virtio_rng
+		check "/dev/hwrng gives random bytes" rng_reads
+		check "virtio-rng is at DRIVER_OK, not broken" in_service 4
 		;;
 	blk)
-		ktap_check "virtio-blk is bound to virtio_blk" wait_bound 2 virtio_blk
-		ktap_check "its size is the image's" blk_size
-		ktap_check "the host's data at the end of the image reads back" blk_tail
-		ktap_check "256 KiB written (O_DIRECT, fsync) read back identical" blk_write_read
-		ktap_check "virtio-blk is at DRIVER_OK, not broken" in_service 2
+		check "virtio-blk is bound to virtio_blk" wait_bound 2 virtio_blk
+		check "its size is the image's" blk_size
+		check "the host's data at the end of the image reads back" blk_tail
+		check "256 KiB written (O_DIRECT, fsync) read back identical" blk_write_read
+		check "virtio-blk is at DRIVER_OK, not broken" in_service 2
 		;;
 	console)
-		ktap_check "virtio-console is bound to virtio_console" wait_bound 3 virtio_console
-		ktap_check "a line written to /dev/hvc0 comes back" console_line
-		ktap_check "virtio-console is at DRIVER_OK, not broken" in_service 3
+		check "virtio-console is bound to virtio_console" wait_bound 3 virtio_console
+		check "a line written to /dev/hvc0 comes back" console_line
+		check "virtio-console is at DRIVER_OK, not broken" in_service 3
 		;;
-	*) ktap_fail "unknown device kind '$k'" ;;
+	*) ktap_test_fail "unknown device kind '$k'" ;;
 	esac
 done
-ktap_finish
+ktap_finished

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The fuzz harness, shared by the `decode` fuzz target and the regression test that
 //! replays the inputs the fuzzer once crashed on.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Fuzz target over the codec's decoder; see `virtio_msg_codec::fuzzing::decode_one`.
 
 #![no_main]

@@ -1,9 +1,40 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # Helpers of the end-to-end selftests (sourced). The guest talks to
 # tools/vmsg-device through the ivshmem-doorbell PCI device (1af4:1110) and
 # the virtio_msg_shm bus module; scripts/e2e.sh starts both sides and passes
 # the test parameters on the kernel command line (vmsg.NAME=VALUE).
-. ../ktap.sh
+#
+# Tests run from their own directory, drivers/virtio_msg/ of a kselftest
+# installation or of tools/testing/selftests, so kselftest's KTAP helpers are
+# two levels up (the project's scenario tests sit beside, in drivers/scenario/).
+. ../../kselftest/ktap_helpers.sh
+
+# Reports one check: check "description" command [args...]. Unlike
+# ktap_test_result, the command's arguments keep their quoting.
+check() {
+	desc=$1; shift
+	if "$@"; then ktap_test_pass "$desc"; else ktap_test_fail "$desc"; fi
+}
+
+# Reports check $1 as skipped, with reason $2 as a diagnostic line before it.
+skip_because() {
+	ktap_print_msg "$1: $2"
+	ktap_test_skip "$1"
+}
+
+# Ends a test with nothing to test when there is no ivshmem-doorbell PCI
+# device (1af4:1110): the machine has no shared-memory bus at all. A device
+# that is there but not bound to virtio_msg_shm is a failure, not a skip.
+require_ivshmem() {
+	for p in /sys/bus/pci/devices/*; do
+		[ "$(cat "$p/vendor" 2>/dev/null)" = 0x1af4 ] &&
+			[ "$(cat "$p/device" 2>/dev/null)" = 0x1110 ] && return 0
+	done
+	ktap_print_header
+	ktap_skip_all "no ivshmem-doorbell PCI device (1af4:1110)"
+	exit "$KSFT_SKIP"
+}
 
 # Value of vmsg.$1 on the kernel command line.
 e2e_arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^vmsg\.$1=//p"; }
@@ -14,11 +45,11 @@ e2e_blocked=
 chain() {
 	desc=$1; shift
 	if [ -n "$e2e_blocked" ]; then
-		ktap_skip "$desc" "after failure of: $e2e_blocked"
+		skip_because "$desc" "after failure of: $e2e_blocked"
 	elif "$@"; then
-		ktap_ok "$desc"
+		ktap_test_pass "$desc"
 	else
-		ktap_fail "$desc"
+		ktap_test_fail "$desc"
 		e2e_blocked=$desc
 	fi
 }
@@ -28,9 +59,9 @@ chain() {
 leaf() {
 	desc=$1; shift
 	if [ -n "$e2e_blocked" ]; then
-		ktap_skip "$desc" "after failure of: $e2e_blocked"
+		skip_because "$desc" "after failure of: $e2e_blocked"
 	else
-		ktap_check "$desc" "$@"
+		check "$desc" "$@"
 	fi
 }
 

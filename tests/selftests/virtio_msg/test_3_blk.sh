@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # virtio-blk over virtio-msg, backed by a fresh image file on the host
 # (scripts/e2e.sh). The host wrote random data at the end of the image and
 # passed its SHA-256 (vmsg.blk_tail_sha256); the guest reads it, writes random
@@ -6,7 +7,9 @@
 # prints both checksums ("# vmsg-e2e ...") for the host to check the image
 # after the guest has finished.
 . ./lib.sh
-ktap_plan 16
+require_ivshmem
+ktap_print_header
+ktap_set_plan 16
 
 sectors=$(e2e_arg blk_sectors)
 tail_sha=$(e2e_arg blk_tail_sha256)
@@ -73,4 +76,4 @@ chain "the file reads back identical" file_reads_back
 [ -z "$e2e_blocked" ] && echo "# vmsg-e2e blk-file path=/data.bin length=$(wc -c </tmp/blk.file) sha256=$(sha256 /tmp/blk.file)"
 chain "unmount again" quiet umount /mnt
 chain "e2fsck -fn finds the file system clean" quiet "$(e2prog e2fsck)" -fn "/dev/$dev"
-ktap_finish
+ktap_finished

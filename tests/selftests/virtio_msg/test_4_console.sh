@@ -1,9 +1,12 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # virtio-console over virtio-msg: vmsg-device runs it in echo mode, so what
 # the guest writes to /dev/hvc0 (transmit queue) must come back unchanged on
 # the receive queue.
 . ./lib.sh
-ktap_plan 4
+require_ivshmem
+ktap_print_header
+ktap_set_plan 4
 
 line() {
 	printf 'vmsg-e2e %s\n' "$(od -An -v -tx1 -N16 /dev/urandom | tr -d ' \n')" >/tmp/hvc.line
@@ -18,4 +21,4 @@ chain "virtio-console (id 3) is bound to virtio_console" wait_bound 3 virtio_con
 chain "/dev/hvc0 is a character device" test -c /dev/hvc0
 chain "a line written to /dev/hvc0 comes back" line
 chain "64 KiB of random binary data come back unchanged" binary
-ktap_finish
+ktap_finished

@@ -1,9 +1,12 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # One virtio_msg_shm bus instance on the ivshmem-doorbell device carries the
 # three devices vmsg-device serves (rng, blk, console), each bound to its
 # unmodified virtio driver and driven to DRIVER_OK.
 . ./lib.sh
-ktap_plan 10
+require_ivshmem
+ktap_print_header
+ktap_set_plan 10
 
 ivshmem_bound() {
 	pci=$(ivshmem_pci) || { echo "# no PCI device 1af4:1110"; return 1; }
@@ -29,14 +32,14 @@ count_devices() {
 	[ "$n" = 3 ] || { echo "# $n virtio devices: $(ls /sys/bus/virtio/devices)"; return 1; }
 }
 
-ktap_check "virtio_msg is loaded" grep -q '^virtio_msg ' /proc/modules
-ktap_check "virtio_msg_shm is loaded" grep -q '^virtio_msg_shm ' /proc/modules
-ktap_check "the ivshmem-doorbell device is bound to virtio_msg_shm" ivshmem_bound
-ktap_check "virtio-rng (id 4) is bound to virtio_rng" wait_bound 4 virtio_rng
-ktap_check "virtio-blk (id 2) is bound to virtio_blk" wait_bound 2 virtio_blk
-ktap_check "virtio-console (id 3) is bound to virtio_console" wait_bound 3 virtio_console
-ktap_check "exactly three virtio devices" count_devices
-ktap_check "all sit below the ivshmem device with status DRIVER_OK" all_on_ivshmem_and_ok
-ktap_check "the kernel log names virtio_msg_shm" sh -c 'dmesg | grep -q "virtio_msg_shm"'
-ktap_check "no warning or error about virtio in the kernel log" kernel_log_clean 0
-ktap_finish
+check "virtio_msg is loaded" grep -q '^virtio_msg ' /proc/modules
+check "virtio_msg_shm is loaded" grep -q '^virtio_msg_shm ' /proc/modules
+check "the ivshmem-doorbell device is bound to virtio_msg_shm" ivshmem_bound
+check "virtio-rng (id 4) is bound to virtio_rng" wait_bound 4 virtio_rng
+check "virtio-blk (id 2) is bound to virtio_blk" wait_bound 2 virtio_blk
+check "virtio-console (id 3) is bound to virtio_console" wait_bound 3 virtio_console
+check "exactly three virtio devices" count_devices
+check "all sit below the ivshmem device with status DRIVER_OK" all_on_ivshmem_and_ok
+check "the kernel log names virtio_msg_shm" sh -c 'dmesg | grep -q "virtio_msg_shm"'
+check "no warning or error about virtio in the kernel log" kernel_log_clean 0
+ktap_finished

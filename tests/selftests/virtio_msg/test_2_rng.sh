@@ -1,8 +1,11 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # virtio-rng over virtio-msg: hw_random uses it and /dev/hwrng gives random
 # bytes that vmsg-device read from the host's /dev/urandom.
 . ./lib.sh
-ktap_plan 7
+require_ivshmem
+ktap_print_header
+ktap_set_plan 7
 
 find_sysfs() { sys=$(hwrng_sysfs); }
 
@@ -27,4 +30,4 @@ chain "dd bs=64 count=1 from /dev/hwrng gives 64 bytes" read_hwrng /tmp/rng.1 64
 chain "the 64 bytes are not all equal" distinct_bytes /tmp/rng.1 2
 chain "4 KiB from /dev/hwrng hold at least 200 of the 256 byte values" \
 	eval 'read_hwrng /tmp/rng.2 4096 iflag=fullblock && distinct_bytes /tmp/rng.2 200'
-ktap_finish
+ktap_finished

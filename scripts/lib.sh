@@ -148,19 +148,33 @@ kernel_source_of() {
 # Parses KTAP file $1 with the kernel's own parser, tools/testing/kunit/kunit.py
 # of kernel source $2: succeeds when it found results and reported no parse
 # error (a missing or misplaced line, a plan not met: "[ERROR]", "CRASHED");
-# with $3 = all-pass, also only when every test passed. Its output goes to $1.kunit.
+# with $3 = all-pass, also only when every test passed. kunit.py reads one
+# KTAP document: a console that carries several (the kernel's own at boot,
+# then one per module whose suites ran at load) is cut into one file per
+# document, $1.doc.N, each parsed on its own (an empty one, "1..0", is
+# skipped). Its output goes to $1.doc.N.kunit.
 kunit_py_parse() {
-	local file=$1 ksrc=$2 rc
-	python3 "$ksrc/tools/testing/kunit/kunit.py" parse "$file" >"$file.kunit" 2>&1
-	rc=$?
-	sed -i 's/\x1b\[[0-9;]*m//g' "$file.kunit"
-	if grep -E '\[ERROR\]|CRASHED|[Cc]ould not find any KTAP' "$file.kunit" >&2 ||
-		! grep -q 'Testing complete\. Ran [1-9]' "$file.kunit"; then
-		log "kunit.py parse $file: parse errors or no results, see $file.kunit"
-		return 1
-	fi
-	if [ "${3:-}" = all-pass ] && [ $rc != 0 ]; then
-		log "kunit.py parse $file: not every test passed, see $file.kunit"
-		return 1
-	fi
+	local file ksrc=$2 doc rc status=0 parsed=0
+	file=$(realpath "$1") # kunit.py changes directory
+	rm -f "$file".doc.*
+	awk -v out="$file.doc." '{ sub(/\r$/, "") } /^(K)?TAP version [0-9]+/ { n++ } n { print > (out n) }' "$file"
+	for doc in "$file".doc.*; do
+		[ -f "$doc" ] || continue
+		case $doc in *.kunit) continue ;; esac
+		grep -qx '1\.\.0' "$doc" && [ "$(grep -c '^ *\(not \)\?ok ' "$doc")" = 0 ] && continue
+		python3 "$ksrc/tools/testing/kunit/kunit.py" parse "$doc" >"$doc.kunit" 2>&1
+		rc=$?
+		sed -i 's/\x1b\[[0-9;]*m//g' "$doc.kunit"
+		if grep -E '\[ERROR\]|CRASHED|[Cc]ould not find any KTAP' "$doc.kunit" >&2 ||
+			! grep -q 'Testing complete\. Ran [1-9]' "$doc.kunit"; then
+			log "kunit.py parse $doc: parse errors or no results, see $doc.kunit"
+			status=1
+		elif [ "${3:-}" = all-pass ] && [ $rc != 0 ]; then
+			log "kunit.py parse $doc: not every test passed, see $doc.kunit"
+			status=1
+		fi
+		parsed=$((parsed + 1))
+	done
+	[ $parsed -gt 0 ] || { log "kunit.py parse $file: no KTAP document with results"; return 1; }
+	return $status
 }

@@ -122,7 +122,7 @@ else result fail vmsg-device-logged-no-error "$errors ERROR line(s) in $outdir/v
 
 # What the guest wrote must be in the image file: its raw data at the offset
 # it names, and its file in the ext2 file system.
-reported() { { tr -d '\r' <"$outdir/tap.log"; } 2>/dev/null | sed -n "s/^ *# vmsg-e2e $1 .*$2=\([^ ]*\).*/\1/p" | tail -n 1; }
+reported() { { tr -d '\r' <"$outdir/tap.log"; } 2>/dev/null | sed -n "s/^[ #]*# vmsg-e2e $1 .*$2=\([^ ]*\).*/\1/p" | tail -n 1; }
 off=$(reported blk-raw offset) len=$(reported blk-raw length) sha=$(reported blk-raw sha256)
 if [ -z "$sha" ]; then
 	result fail blk-image-holds-the-guests-raw-data "the guest reported no raw write"

@@ -5,6 +5,7 @@
 //! Each module crate includes this file with `#[path]`; only these files contain `unsafe`.
 
 pub mod bus;
+pub mod bus_log;
 // The transport's side of the bus contract; bus modules include only the client side.
 #[path = "bus/host.rs"]
 pub mod bus_host;

@@ -5,6 +5,7 @@
 //! `rust/glue/sync.o`; the transport includes `vmsg.rs` instead.
 
 pub mod bus;
+pub mod bus_log;
 pub mod codec;
 pub mod errno;
 pub mod ffi;

@@ -393,6 +393,16 @@ run_scenario() {
 		devopts=$(trim "${devopts//@split/}")
 		;;
 	esac
+	# @foreign: a second ivshmem device (ivshmem-plain, after the bus's) whose
+	# region is another user's: zeros, no virtio-msg header.
+	local foreign=()
+	case " $devopts " in *" @foreign "*)
+		truncate -s 1M "$tmp/foreign"
+		foreign=(-object "memory-backend-file,id=foreign,size=1M,mem-path=$tmp/foreign,share=on"
+			-device ivshmem-plain,memdev=foreign)
+		devopts=$(trim "${devopts//@foreign/}")
+		;;
+	esac
 	# Guest RAM shared with vmsg-device, except in window mode, where the
 	# device side sees none and QEMU shares none.
 	local devmem=(--guest-memory "$ram")
@@ -465,7 +475,7 @@ run_scenario() {
 	scripts/qemu.sh "$kernel" "$initrd" "$dir" "${VMSG_SCENARIO_TIMEOUT:-300}" "$append" -- \
 		"${qemumem[@]}" \
 		-chardev "socket,path=$sock,id=ivsh" \
-		-device ivshmem-doorbell,chardev=ivsh,vectors=1
+		-device ivshmem-doorbell,chardev=ivsh,vectors=1 "${foreign[@]}"
 	kill "$watcher" 2>/dev/null
 	wait "$watcher" 2>/dev/null
 	watcher=

@@ -17,8 +17,9 @@ use crate::{
 };
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kernel::{
+    device::Device as BusDevice,
     prelude::*,
-    sync::Arc,
+    sync::{aref::ARef, Arc},
     time::{delay::udelay, Delta, Instant, Monotonic},
 };
 use zerocopy::little_endian::U32;
@@ -55,6 +56,8 @@ pub(crate) use crate::vmsg::errno::eproto;
 #[pin_data]
 pub(crate) struct MsgDevice<B: BusLink> {
     link: Arc<B>,
+    /// The bus device, which log lines name.
+    parent: Option<ARef<BusDevice>>,
     terms: BusTerms,
     dev_num: u16,
     info: DeviceInfo,
@@ -89,9 +92,14 @@ pub(crate) struct MsgDevice<B: BusLink> {
 
 impl<B: BusLink> MsgDevice<B> {
     /// Asks the device side about device `dev_num`; `None` if there is no device there.
-    pub(crate) fn probe(link: Arc<B>, dev_num: u16) -> Result<Option<Arc<Self>>> {
+    pub(crate) fn probe(
+        link: Arc<B>,
+        parent: Option<&BusDevice>,
+        dev_num: u16,
+    ) -> Result<Option<Arc<Self>>> {
         let terms = link.terms();
-        let probe = Self::build(link, terms, dev_num, DeviceInfo::default())?;
+        let parent = parent.map(ARef::from);
+        let probe = Self::build(link, parent, terms, dev_num, DeviceInfo::default())?;
         let info = probe.call(None, TransportMessage::GetDeviceInfoRequest, |m| match m {
             TransportMessage::GetDeviceInfoResponse(info) => Ok(info),
             _ => Err(eproto()),
@@ -100,22 +108,36 @@ impl<B: BusLink> MsgDevice<B> {
             return Ok(None);
         }
         if info.config_size > max_config_size() || info.max_virtqueues > MAX_VIRTQUEUES {
-            pr_err!(
+            crate::bus_err!(
+                probe.parent.as_deref(),
                 "device {dev_num}: config size {} or {} virtqueues out of range\n",
                 info.config_size,
                 info.max_virtqueues
             );
             return Err(eproto());
         }
-        Ok(Some(Self::build(probe.link.clone(), terms, dev_num, info)?))
+        Ok(Some(Self::build(
+            probe.link.clone(),
+            probe.parent.clone(),
+            terms,
+            dev_num,
+            info,
+        )?))
     }
 
-    fn build(link: Arc<B>, terms: BusTerms, dev_num: u16, info: DeviceInfo) -> Result<Arc<Self>> {
+    fn build(
+        link: Arc<B>,
+        parent: Option<ARef<BusDevice>>,
+        terms: BusTerms,
+        dev_num: u16,
+        info: DeviceInfo,
+    ) -> Result<Arc<Self>> {
         let cache = KVec::from_elem(0u8, info.config_size as usize, GFP_KERNEL)?;
         let kicks = KVec::from_elem(None, info.max_virtqueues as usize, GFP_KERNEL)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 link,
+                parent,
                 terms,
                 dev_num,
                 info,
@@ -158,7 +180,11 @@ impl<B: BusLink> MsgDevice<B> {
     /// Marks the device broken, once, with the reason in the log.
     pub(crate) fn fail(&self, dev: Option<&Device>, why: &str) {
         if !self.broken.swap(true, Ordering::AcqRel) {
-            pr_err!("device {}: {why}; marking it broken\n", self.dev_num);
+            crate::bus_err!(
+                self.parent.as_deref(),
+                "device {}: {why}; marking it broken\n",
+                self.dev_num
+            );
             if let Some(dev) = dev {
                 dev.mark_broken();
             }
@@ -169,7 +195,11 @@ impl<B: BusLink> MsgDevice<B> {
     /// said it is leaving, which is not an error.
     pub(crate) fn retire(&self, dev: &Device, why: &str) {
         if !self.broken.swap(true, Ordering::AcqRel) {
-            pr_info!("device {}: {why}; marking it broken\n", self.dev_num);
+            crate::bus_info!(
+                self.parent.as_deref(),
+                "device {}: {why}; marking it broken\n",
+                self.dev_num
+            );
             dev.mark_broken();
         }
     }
@@ -184,7 +214,8 @@ impl<B: BusLink> MsgDevice<B> {
         if self.driver_ok.load(Ordering::Acquire) || self.broken.swap(true, Ordering::AcqRel) {
             return false;
         }
-        pr_info!(
+        crate::bus_info!(
+            self.parent.as_deref(),
             "device {}: bus instance going away before its driver is ready; marking it broken\n",
             self.dev_num
         );
@@ -292,7 +323,8 @@ impl<B: BusLink> MsgDevice<B> {
             }
             self.stats.generation_retries.inc();
             if attempt + 1 == tries {
-                pr_warn!(
+                crate::bus_warn!(
+                    self.parent.as_deref(),
                     "device {}: config kept changing during a read\n",
                     self.dev_num
                 );
@@ -474,7 +506,8 @@ impl<B: BusLink> MsgDevice<B> {
 impl<B: BusLink> Transport for MsgDevice<B> {
     fn get_config(&self, dev: &Device, offset: u32, buf: &mut [u8]) {
         if !self.config_range_ok(offset, buf.len()) {
-            pr_warn!(
+            crate::bus_warn!(
+                self.parent.as_deref(),
                 "device {}: config read past its {} bytes\n",
                 self.dev_num,
                 self.info.config_size
@@ -504,7 +537,11 @@ impl<B: BusLink> Transport for MsgDevice<B> {
 
     fn set_config(&self, dev: &Device, offset: u32, buf: &[u8]) {
         if !self.config_range_ok(offset, buf.len()) {
-            pr_warn!("device {}: config write past its end\n", self.dev_num);
+            crate::bus_warn!(
+                self.parent.as_deref(),
+                "device {}: config write past its end\n",
+                self.dev_num
+            );
             return;
         }
         let Ok(len) = u32::try_from(buf.len()) else {
@@ -537,7 +574,8 @@ impl<B: BusLink> Transport for MsgDevice<B> {
                     self.cache_generation.load(Ordering::Relaxed),
                 ),
                 Ok(_) => {
-                    pr_warn!(
+                    crate::bus_warn!(
+                        self.parent.as_deref(),
                         "device {}: config write at {} not applied\n",
                         self.dev_num,
                         chunk.offset
@@ -695,14 +733,19 @@ impl<B: BusLink> Transport for MsgDevice<B> {
         }
         let info = self.get_vqueue(dev, index)?;
         if info.flags & transport::VQUEUE_INFO_ENABLED != 0 {
-            pr_err!("device {}: queue {index} already enabled\n", self.dev_num);
+            crate::bus_err!(
+                self.parent.as_deref(),
+                "device {}: queue {index} already enabled\n",
+                self.dev_num
+            );
             return Err(EBUSY);
         }
         match info.max_size {
             0 => Err(ENOENT),
             size if size <= MAX_QUEUE_SIZE => Ok(size),
             size => {
-                pr_err!(
+                crate::bus_err!(
+                    self.parent.as_deref(),
                     "device {}: queue {index} size {size} out of range\n",
                     self.dev_num
                 );
@@ -735,7 +778,8 @@ impl<B: BusLink> Transport for MsgDevice<B> {
             && info.driver_addr == addrs.driver
             && info.device_addr == addrs.device;
         if !as_set {
-            pr_err!(
+            crate::bus_err!(
+                self.parent.as_deref(),
                 "device {}: queue {index} read back differs from its setup\n",
                 self.dev_num
             );
@@ -758,7 +802,11 @@ impl<B: BusLink> Transport for MsgDevice<B> {
             ..VqueueSetup::default()
         };
         if self.set_vqueue(dev, setup).is_err() {
-            pr_warn!("device {}: queue {index} disable failed\n", self.dev_num);
+            crate::bus_warn!(
+                self.parent.as_deref(),
+                "device {}: queue {index} disable failed\n",
+                self.dev_num
+            );
         }
     }
 

@@ -24,7 +24,6 @@ static UNNAMED_INSTANCES: AtomicU32 = AtomicU32::new(0);
 /// One bus instance that a bus module registered.
 #[pin_data]
 pub(crate) struct BusHost {
-    parent: Option<ARef<Device>>,
     #[pin]
     instance: Instance<ForeignLink>,
 }
@@ -32,7 +31,8 @@ pub(crate) struct BusHost {
 impl Host for BusHost {
     fn new(parent: Option<ARef<Device>>, link: Arc<ForeignLink>) -> Result<Pin<KBox<Self>>> {
         let terms = link.terms();
-        pr_info!(
+        crate::bus_info!(
+            parent.as_deref(),
             "bus instance registered: revision {}, max message {} bytes\n",
             terms.revision,
             terms.max_msg_size
@@ -49,15 +49,19 @@ impl Host for BusHost {
         let dir = Dir::new(&name);
         KBox::pin_init(
             try_pin_init!(Self {
-                parent,
-                instance <- Instance::new(link, dir, *crate::module_parameters::max_devices.value()),
+                instance <- Instance::new(
+                    link,
+                    parent,
+                    dir,
+                    *crate::module_parameters::max_devices.value()
+                ),
             }),
             GFP_KERNEL,
         )
     }
 
     fn add_device(&self, dev_num: u16) -> Result {
-        self.instance.add_device(self.parent.as_deref(), dev_num)
+        self.instance.add_device(dev_num)
     }
 
     fn remove_device(&self, dev_num: u16) -> Result {

@@ -16,10 +16,11 @@ use crate::{
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
     debugfs::{Dir, File},
+    device::Device,
     new_mutex,
     prelude::*,
     str::CString,
-    sync::{Arc, Mutex, SetOnce},
+    sync::{aref::ARef, Arc, Mutex, SetOnce},
 };
 
 /// The window of an instance and its debugfs file.
@@ -41,6 +42,8 @@ pub(crate) struct Slot<B: BusLink> {
 #[pin_data]
 pub(crate) struct Instance<B: BusLink> {
     link: Arc<B>,
+    /// The bus device: parent of the virtio devices, and what log lines name.
+    parent: Option<ARef<Device>>,
     dir: Dir,
     window: SetOnce<InstanceWindow>,
     #[pin]
@@ -61,9 +64,15 @@ pub(crate) struct Instance<B: BusLink> {
 
 impl<B: BusLink> Instance<B> {
     /// Creates an instance with no devices, which may have up to `max_devices` at once.
-    pub(crate) fn new(link: Arc<B>, dir: Dir, max_devices: u32) -> impl PinInit<Self, Error> {
+    pub(crate) fn new(
+        link: Arc<B>,
+        parent: Option<ARef<Device>>,
+        dir: Dir,
+        max_devices: u32,
+    ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             link,
+            parent,
             dir,
             window: SetOnce::new(),
             slots <- crate::new_irq_spinlock!(KVec::new(), c"virtio_msg_instance_slots"),
@@ -89,7 +98,8 @@ impl<B: BusLink> Instance<B> {
         if size < MIN_WINDOW_SIZE {
             // A block request of the default size could never be mapped: it would be retried
             // for ever. The device side chose the size; refuse it rather than hang later.
-            pr_err!(
+            crate::bus_err!(
+                self.parent.as_deref(),
                 "window of {} KiB refused: at least {} KiB are needed\n",
                 size / 1024,
                 MIN_WINDOW_SIZE / 1024
@@ -110,7 +120,8 @@ impl<B: BusLink> Instance<B> {
         }) {
             return Err(EBUSY);
         }
-        pr_info!(
+        crate::bus_info!(
+            self.parent.as_deref(),
             "window of {} KiB at bus address {bus_base:#x}: virtqueues and buffers bounce through it\n",
             stats.size / 1024
         );
@@ -128,11 +139,8 @@ impl<B: BusLink> Instance<B> {
 
     /// Adds device `dev_num`: asks the device side what it is and registers it with the virtio
     /// core, which probes its driver. Does nothing if the device side has no device there.
-    pub(crate) fn add_device(
-        &self,
-        parent: Option<&kernel::device::Device>,
-        dev_num: u16,
-    ) -> Result {
+    pub(crate) fn add_device(&self, dev_num: u16) -> Result {
+        let parent = self.parent.as_deref();
         let _changing = self.changes.lock();
         if self.removing_all.load(Ordering::SeqCst) {
             return Err(ENODEV);
@@ -145,13 +153,14 @@ impl<B: BusLink> Instance<B> {
             // Each device costs memory and bring-up time: a device side announcing thousands
             // is refused past the limit rather than trusted.
             if !self.refusal_logged.swap(true, Ordering::Relaxed) {
-                pr_warn!(
+                crate::bus_warn!(
+                    parent,
                     "device {dev_num} refused: the bus instance has {count} devices, the most max_devices allows; further refusals are not logged\n"
                 );
             }
             return Err(ENOSPC);
         }
-        let Some(device) = MsgDevice::probe(self.link.clone(), dev_num)? else {
+        let Some(device) = MsgDevice::probe(self.link.clone(), parent, dev_num)? else {
             return Ok(());
         };
         let info = *device.info();
@@ -186,11 +195,12 @@ impl<B: BusLink> Instance<B> {
         }
         if let Err(e) = slot.registration.register() {
             self.take(dev_num);
-            pr_err!("device {dev_num}: registration failed: {e:?}\n");
+            crate::bus_err!(parent, "device {dev_num}: registration failed: {e:?}\n");
             return Err(e);
         }
         let terms = self.link.terms();
-        pr_info!(
+        crate::bus_info!(
+            parent,
             "device {dev_num}: virtio id {} registered (revision {}, max message {} bytes, transport features {:#x})\n",
             info.device_id,
             terms.revision,
@@ -216,7 +226,10 @@ impl<B: BusLink> Instance<B> {
         // (bus-contract.rst): the driver finishes its I/O, whose used-buffer events must still
         // reach it, and resets the device. A device side that forgot it at once makes each
         // request time out instead, which breaks the device: bounded by one request timeout.
-        pr_info!("device {dev_num}: removed by the device side\n");
+        crate::bus_info!(
+            self.parent.as_deref(),
+            "device {dev_num}: removed by the device side\n"
+        );
         slot.device.set_removing();
         self.unregister(&slot);
         Ok(())
@@ -227,7 +240,7 @@ impl<B: BusLink> Instance<B> {
     fn unregister(&self, slot: &Slot<B>) {
         let dev_num = slot.device.dev_num();
         slot.registration.unregister();
-        slot.device.stats.log(dev_num);
+        slot.device.stats.log(self.parent.as_deref(), dev_num);
         self.take(dev_num);
     }
 

@@ -7,7 +7,7 @@ use core::{
     fmt,
     sync::atomic::{AtomicU64, Ordering},
 };
-use kernel::{prelude::*, sync::Arc};
+use kernel::{device::Device, sync::Arc};
 
 /// A counter that any context may bump.
 #[derive(Default)]
@@ -50,8 +50,9 @@ pub(crate) struct Stats {
 
 impl Stats {
     /// Logs every counter, for a device that goes away.
-    pub(crate) fn log(&self, dev_num: u16) {
-        pr_info!(
+    pub(crate) fn log(&self, parent: Option<&Device>, dev_num: u16) {
+        crate::bus_info!(
+            parent,
             "device {dev_num}: requests {} responses {} events sent {} received {} timeouts {} protocol errors {} generation retries {} atomic config reads {} kicks deferred {}\n",
             self.requests.get(),
             self.responses.get(),

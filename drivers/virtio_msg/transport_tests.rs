@@ -18,7 +18,7 @@ const UNBOUND_DEVICE_ID: u32 = 0xfffe;
 /// A fake bus, the device on it, and an unregistered virtio device to call the transport with.
 fn setup(max_msg_size: u16) -> Result<(Arc<FakeBus>, Arc<MsgDevice<FakeBus>>, Registration)> {
     let bus = Arc::pin_init(FakeBus::new(max_msg_size, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
-    let dev = MsgDevice::probe(bus.clone(), 3)?.ok_or(ENODEV)?;
+    let dev = MsgDevice::probe(bus.clone(), None, 3)?.ok_or(ENODEV)?;
     let reg = Registration::new(None, UNBOUND_DEVICE_ID, 0, dev.clone())?;
     Ok((bus, dev, reg))
 }
@@ -30,7 +30,10 @@ type TestInstance = Pin<KBox<Instance<FakeBus>>>;
 fn instance_with(max_devices: u32) -> Result<(Arc<FakeBus>, TestInstance)> {
     let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
     let dir = kernel::debugfs::Dir::new(c"virtio_msg-test");
-    let instance = KBox::pin_init(Instance::new(bus.clone(), dir, max_devices), GFP_KERNEL)?;
+    let instance = KBox::pin_init(
+        Instance::new(bus.clone(), None, dir, max_devices),
+        GFP_KERNEL,
+    )?;
     Ok((bus, instance))
 }
 
@@ -216,14 +219,14 @@ mod tests {
     #[test]
     fn removal_of_a_device_the_device_side_forgot_completes() -> Result {
         let (bus, instance) = instance_with(64)?;
-        instance.add_device(None, 4)?;
+        instance.add_device(4)?;
         // The device side has forgotten the device: any message times out. The removal still
         // completes, and the number is free again.
         bus.model.lock().fault = Fault::Timeout;
         instance.remove_device(4)?;
         assert!(instance.slot(4).is_none());
         bus.model.lock().fault = Fault::None;
-        instance.add_device(None, 4)?;
+        instance.add_device(4)?;
         instance.remove_all();
         Ok(())
     }
@@ -243,7 +246,7 @@ mod tests {
     #[test]
     fn absent_device_is_not_probed() -> Result {
         let bus = Arc::pin_init(FakeBus::new(264, 0), GFP_KERNEL)?;
-        assert!(MsgDevice::probe(bus, 0)?.is_none());
+        assert!(MsgDevice::probe(bus, None, 0)?.is_none());
         Ok(())
     }
 
@@ -342,8 +345,8 @@ mod tests {
     #[test]
     fn registration_resets_and_acknowledges() -> Result {
         let (bus, instance) = instance_with(64)?;
-        instance.add_device(None, 7)?;
-        assert_eq!(instance.add_device(None, 7), Err(EEXIST));
+        instance.add_device(7)?;
+        assert_eq!(instance.add_device(7), Err(EEXIST));
         // The virtio core resets a new device, then sets ACKNOWLEDGE.
         assert_eq!(&bus.model.lock().status_log[..2], &[0, 1]);
         instance.remove_device(7)?;
@@ -376,8 +379,8 @@ mod tests {
         let (bus, instance) = instance_with(64)?;
         // No driver binds UNBOUND_DEVICE_ID: device 1 stays short of DRIVER_OK, as one whose
         // driver is still probing. Device 2's status says DRIVER_OK.
-        instance.add_device(None, 1)?;
-        instance.add_device(None, 2)?;
+        instance.add_device(1)?;
+        instance.add_device(2)?;
         let probing = instance.slot(1).ok_or(ENOENT)?.device.clone();
         let ready = instance.slot(2).ok_or(ENOENT)?;
         ready.device.set_status(ready.registration.device(), 0xf);
@@ -391,7 +394,7 @@ mod tests {
         assert!(instance.slot(1).is_none() && instance.slot(2).is_none());
         // Once the teardown began, nothing is added, and nothing is asked of the device side.
         let asked = bus.requests.load(Ordering::Relaxed);
-        assert_eq!(instance.add_device(None, 3), Err(ENODEV));
+        assert_eq!(instance.add_device(3), Err(ENODEV));
         assert_eq!(bus.requests.load(Ordering::Relaxed), asked);
         Ok(())
     }
@@ -399,16 +402,16 @@ mod tests {
     #[test]
     fn devices_beyond_the_limit_are_refused() -> Result {
         let (bus, instance) = instance_with(2)?;
-        instance.add_device(None, 1)?;
-        instance.add_device(None, 2)?;
+        instance.add_device(1)?;
+        instance.add_device(2)?;
         let asked = bus.requests.load(Ordering::Relaxed);
-        assert_eq!(instance.add_device(None, 3), Err(ENOSPC));
+        assert_eq!(instance.add_device(3), Err(ENOSPC));
         // Refused before a single message to the device side.
         assert_eq!(bus.requests.load(Ordering::Relaxed), asked);
         assert!(instance.slot(3).is_none());
         // A freed place can be taken again.
         instance.remove_device(2)?;
-        instance.add_device(None, 3)?;
+        instance.add_device(3)?;
         instance.remove_all();
         Ok(())
     }
@@ -417,7 +420,7 @@ mod tests {
     fn events_for_unknown_devices_or_queues_are_dropped() -> Result {
         use crate::vmsg::codec::{transport::TransportMessage, Frame};
         let (_bus, instance) = instance_with(64)?;
-        instance.add_device(None, 1)?;
+        instance.add_device(1)?;
         let codec = crate::link::transport_codec(&instance.link().terms());
         let mut buf = [0u8; 32];
         let used = Frame::transport(1, TransportMessage::EventUsed { vq_index: 0 });

@@ -59,7 +59,8 @@ impl<P: Partition> Link<P> {
         match self.partition().reclaim(handle) {
             Ok(()) => Ok(()),
             Err(e) => {
-                pr_err!(
+                crate::bus_err!(
+                    self.partition().device(),
                     "memory handle {handle:#x} not reclaimed ({e:?}); leaking {} page(s)\n",
                     memory.pages().len()
                 );
@@ -141,7 +142,11 @@ impl<P: Partition> Link<P> {
                 attributes: 0,
             };
             if let Err(e) = self.area_call(false, desc) {
-                pr_warn!("AREA_UNSHARE of area {} failed: {e:?}\n", area.id);
+                crate::bus_warn!(
+                    self.partition().device(),
+                    "AREA_UNSHARE of area {} failed: {e:?}\n",
+                    area.id
+                );
             }
         }
         self.reclaim_or_leak(area.handle, area.memory)

@@ -52,7 +52,7 @@ impl Bus {
     /// changing the fake's behaviour afterwards does not race with it).
     fn up(model: Model) -> Result<Self> {
         let bus = Self::new(model)?;
-        bus.0.bring_up(None)?;
+        bus.0.bring_up()?;
         bus.0.flush();
         Ok(bus)
     }
@@ -130,7 +130,7 @@ mod tests {
         let mut model = Model::alp1();
         model.alp1 = false;
         let bus = Bus::new(model)?;
-        assert_eq!(bus.0.bring_up(None), Err(ENODEV));
+        assert_eq!(bus.0.bring_up(), Err(ENODEV));
         let (versions, event_config, get_devices) = bus.fake().with(|m| {
             (
                 m.versions.as_slice() == [2, 1],
@@ -169,7 +169,7 @@ mod tests {
         let mut model = Model::alp2();
         model.bus_features = 0;
         let bus = Bus::new(model)?;
-        assert_eq!(bus.0.bring_up(None), Err(ENODEV));
+        assert_eq!(bus.0.bring_up(), Err(ENODEV));
         // Nothing was settled on this side.
         assert_eq!(bus.0.negotiated(), None);
         let mut model = Model::alp2();
@@ -287,7 +287,7 @@ mod tests {
         let mut model = Model::alp2();
         model.dead = true;
         let dead = Bus::new(model)?;
-        assert_eq!(dead.0.bring_up(None), Err(ETIMEDOUT));
+        assert_eq!(dead.0.bring_up(), Err(ETIMEDOUT));
         Ok(())
     }
 
@@ -422,7 +422,7 @@ mod tests {
         };
         // Shared as area 0 before any device is added, withdrawn at removal.
         let bus = Bus::with_config(Model::alp2(), windowed)?;
-        bus.0.bring_up(None)?;
+        bus.0.bring_up()?;
         let announced = bus
             .fake()
             .with(|m| m.areas.first().map(|a| (a.area_id, a.page_count, a.handle)));
@@ -436,13 +436,13 @@ mod tests {
         // A partition without areas (ALP1), or one whose FFA_MEM_SHARE fails: the bus comes up
         // without a window.
         let bus = Bus::with_config(Model::alp1(), windowed)?;
-        bus.0.bring_up(None)?;
+        bus.0.bring_up()?;
         assert!(bus
             .fake()
             .with(|m| m.areas.is_empty() && m.shared.is_empty()));
         let bus = Bus::with_config(Model::alp2(), windowed)?;
         bus.fake().with(|m| m.share_error = Some(ENOMEM));
-        bus.0.bring_up(None)?;
+        bus.0.bring_up()?;
         assert!(bus.fake().with(|m| m.areas.is_empty()));
         // A window below the transport's minimum is refused: withdrawn and reclaimed again.
         let small = Config {
@@ -450,7 +450,7 @@ mod tests {
             ..config()
         };
         let bus = Bus::with_config(Model::alp2(), small)?;
-        bus.0.bring_up(None)?;
+        bus.0.bring_up()?;
         assert!(bus
             .fake()
             .with(|m| m.areas.is_empty() && m.reclaimed.as_slice() == [0x1000]));

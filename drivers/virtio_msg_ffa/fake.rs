@@ -365,6 +365,10 @@ impl Partition for FakePartition {
         m.serve(&request, regs)
     }
 
+    fn device(&self) -> Option<&kernel::device::Device> {
+        None
+    }
+
     fn ffa_version(&self) -> u32 {
         0x0001_0002
     }

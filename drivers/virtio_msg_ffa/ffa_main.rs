@@ -118,7 +118,7 @@ impl ffa::Driver for FfaBusDriver {
             return Err(ENODEV);
         }
         let link = Link::new(FfaPartition::new(dev.clone()), config()?)?;
-        link.bring_up(Some(dev.as_dev()))
+        link.bring_up()
             .inspect_err(|e| dev_err!(dev.as_dev(), "bus instance not brought up: {e:?}\n"))?;
         Ok(
             KBox::pin(FfaBus { link: link.clone() }, GFP_KERNEL)

@@ -546,7 +546,10 @@ impl<P: Partition> Link<P> {
         self.unshare_all();
         if self.negotiated().is_some() {
             if let Err(e) = self.reset_bus() {
-                pr_warn!("bus RESET at removal failed: {e:?}\n");
+                crate::bus_warn!(
+                    self.partition().device(),
+                    "bus RESET at removal failed: {e:?}\n"
+                );
             }
         }
         self.stopped.store(true, Ordering::Release);
@@ -560,10 +563,20 @@ impl<P: Partition> Link<P> {
         self.listed.lock().clear();
     }
 
+    /// Logs a failure nobody waits for (an event to or from the partition), at most 10 times per
+    /// module load: a partition that stopped answering would fill the log otherwise.
+    fn log_limited(&self, what: &str, e: Error) {
+        static LOGGED: AtomicU64 = AtomicU64::new(0);
+        if LOGGED.fetch_add(1, Ordering::Relaxed) < 10 {
+            crate::bus_warn!(self.partition().device(), "{what}: {e:?}\n");
+        }
+    }
+
     /// Logs the instance's counters.
     pub(crate) fn log_stats(&self) {
         let s = &self.stats;
-        pr_info!(
+        crate::bus_info!(
+            self.partition().device(),
             "requests {} events sent {} (coalesced {}) received {} polls {} notifications {} busy {} timeouts {} refused {} malformed {} dropped {}\n",
             get(&s.requests),
             get(&s.events_sent),
@@ -604,18 +617,9 @@ impl<P: Partition> WorkItem<TX_WORK> for Link<P> {
                 continue;
             }
             if let Err(e) = this.send_queued(&ev) {
-                log_limited("event not delivered to the partition", e);
+                this.log_limited("event not delivered to the partition", e);
             }
         }
-    }
-}
-
-/// Logs a failure nobody waits for (an event to or from the partition), at most 10 times per
-/// module load: a partition that stopped answering would fill the log otherwise.
-fn log_limited(what: &str, e: Error) {
-    static LOGGED: AtomicU64 = AtomicU64::new(0);
-    if LOGGED.fetch_add(1, Ordering::Relaxed) < 10 {
-        pr_warn!("{what}: {e:?}\n");
     }
 }
 
@@ -630,7 +634,7 @@ impl<P: Partition> WorkItem<POLL_WORK> for Link<P> {
         }
         let result = this.drain_events();
         if let Err(e) = result {
-            log_limited("events not fetched from the partition", e);
+            this.log_limited("events not fetched from the partition", e);
         }
         match (this.mode(), result) {
             (_, Ok((_, true))) => this.kick_poll(0),
@@ -672,15 +676,22 @@ impl<P: Partition> WorkItem<DEV_WORK> for Link<P> {
                 // The transport logged why; the rest would be refused too.
                 Err(ENOSPC) if listed.is_some() => {
                     let left = core::mem::take(&mut *this.listed.lock());
-                    pr_warn!(
+                    crate::bus_warn!(
+                        this.partition().device(),
                         "{} more device(s) listed by the partition not added\n",
                         left.len()
                     );
                 }
                 Err(e) if listed.is_some() => {
-                    pr_warn!("device {dev_num} could not be added: {e:?}\n")
+                    crate::bus_warn!(
+                        this.partition().device(),
+                        "device {dev_num} could not be added: {e:?}\n"
+                    )
                 }
-                Err(e) => pr_warn!("device {dev_num} {state:?}: {e:?}\n"),
+                Err(e) => crate::bus_warn!(
+                    this.partition().device(),
+                    "device {dev_num} {state:?}: {e:?}\n"
+                ),
             }
         }
     }

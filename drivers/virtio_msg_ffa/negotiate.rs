@@ -44,7 +44,10 @@ impl<P: Partition> Link<P> {
                 Ok(())
             }
             Reply::Answer(result) => {
-                pr_warn!("partition failed RESET (result {result})\n");
+                crate::bus_warn!(
+                    self.partition().device(),
+                    "partition failed RESET (result {result})\n"
+                );
                 Err(EIO)
             }
             Reply::Refused => Err(EPERM),
@@ -71,7 +74,8 @@ impl<P: Partition> Link<P> {
             Reply::Answer(None) | Reply::Refused => return Ok(None),
         };
         if info.bus_version != BUS_VERSION_ALP2 || info.transport_revision != TRANSPORT_REVISION_1 {
-            pr_err!(
+            crate::bus_err!(
+                self.partition().device(),
                 "partition accepted VERSION with other terms (bus version {}, transport revision {})\n",
                 info.bus_version,
                 info.transport_revision
@@ -79,7 +83,8 @@ impl<P: Partition> Link<P> {
             return Err(eproto());
         }
         if info.bus_features & BUS_F_DIRECT_TX == 0 {
-            pr_err!(
+            crate::bus_err!(
+                self.partition().device(),
                 "partition takes no direct messages (bus features {:#x}); indirect messaging is not supported\n",
                 info.bus_features
             );
@@ -126,7 +131,10 @@ impl<P: Partition> Link<P> {
                 max_areas: 0,
             })),
             Reply::Answer(other) => {
-                pr_err!("partition accepted ALP1 VERSION with transport revision {other}\n");
+                crate::bus_err!(
+                    self.partition().device(),
+                    "partition accepted ALP1 VERSION with transport revision {other}\n"
+                );
                 Err(eproto())
             }
         }
@@ -149,7 +157,8 @@ impl<P: Partition> Link<P> {
             None => match self.version_alp1(our_max)? {
                 Some(n) => n,
                 None => {
-                    pr_err!(
+                    crate::bus_err!(
+                        self.partition().device(),
                         "partition refused VERSION: tried ALP2 (bus version {BUS_VERSION_ALP2}) and ALP1 (protocol version {ALP1_PROTO_VERSION:#x}), transport revision {TRANSPORT_REVISION_1}\n"
                     );
                     return Err(ENODEV);
@@ -182,7 +191,10 @@ impl<P: Partition> Link<P> {
                 Ok(()) => match self.event_configure(EventMethod::Notification, id.into()) {
                     Ok(Reply::Answer(())) => return Ok(EventMode::Notification),
                     Ok(Reply::Refused) => {
-                        pr_info!("partition refused notification {id} for events; polling\n");
+                        crate::bus_info!(
+                            self.partition().device(),
+                            "partition refused notification {id} for events; polling\n"
+                        );
                         self.partition().notify_relinquish();
                     }
                     Err(e) => {
@@ -190,11 +202,17 @@ impl<P: Partition> Link<P> {
                         return Err(e);
                     }
                 },
-                Err(e) => pr_info!("FF-A notification {id} unavailable ({e:?}); polling\n"),
+                Err(e) => crate::bus_info!(
+                    self.partition().device(),
+                    "FF-A notification {id} unavailable ({e:?}); polling\n"
+                ),
             }
         }
         if n.alp == Alp::Alp2 && self.event_configure(EventMethod::Poll, 0)? == Reply::Refused {
-            pr_warn!("partition refused polled events; polling anyway\n");
+            crate::bus_warn!(
+                self.partition().device(),
+                "partition refused polled events; polling anyway\n"
+            );
         }
         Ok(EventMode::Poll)
     }
@@ -207,14 +225,14 @@ impl<P: Partition> Link<P> {
             })? {
                 Reply::Answer(window) => Ok(window),
                 _ => {
-                    pr_err!("partition refused GET_DEVICES\n");
+                    crate::bus_err!(self.partition().device(), "partition refused GET_DEVICES\n");
                     Err(eproto())
                 }
             }
         })
     }
 
-    fn try_bring_up(self: &Arc<Self>, parent: Option<&kernel::device::Device>) -> Result {
+    fn try_bring_up(self: &Arc<Self>) -> Result {
         // A previous instance (module reload, kexec) may have negotiated: start clean. Older
         // partitions may not know RESET; that is not fatal.
         match self.reset_bus() {
@@ -224,7 +242,8 @@ impl<P: Partition> Link<P> {
         let n = self.negotiate()?;
         let mode = self.configure_events(&n)?;
         let devices = self.discover()?;
-        pr_info!(
+        crate::bus_info!(
+            self.partition().device(),
             "bus up: {:?}, transport revision {}, max message {} bytes, bus features {:#x}, events by {:?}, {} device(s)\n",
             n.alp,
             n.terms.revision,
@@ -234,10 +253,14 @@ impl<P: Partition> Link<P> {
             devices.len()
         );
         let side = Arc::new(BusSide(self.clone()), GFP_KERNEL)?;
-        let registration = Arc::new(BusRegistration::new(parent, n.terms, side)?, GFP_KERNEL)?;
+        let registration = Arc::new(
+            BusRegistration::new(self.partition().device(), n.terms, side)?,
+            GFP_KERNEL,
+        )?;
         if self.config.window_pages > 0 {
             if let Err(e) = self.share_window(&registration, n.max_areas) {
-                pr_warn!(
+                crate::bus_warn!(
+                    self.partition().device(),
                     "no window shared ({e:?}): devices get the DMA layer's addresses, which the partition must reach by itself\n"
                 );
             }
@@ -272,7 +295,7 @@ impl<P: Partition> Link<P> {
     }
 
     /// Brings the instance up; on failure it is shut down again.
-    pub(crate) fn bring_up(self: &Arc<Self>, parent: Option<&kernel::device::Device>) -> Result {
-        self.try_bring_up(parent).inspect_err(|_| self.shutdown())
+    pub(crate) fn bring_up(self: &Arc<Self>) -> Result {
+        self.try_bring_up().inspect_err(|_| self.shutdown())
     }
 }

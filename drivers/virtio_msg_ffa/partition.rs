@@ -24,6 +24,9 @@ pub(crate) trait Partition: Send + Sync + 'static {
     /// The FF-A version in use.
     fn ffa_version(&self) -> u32;
 
+    /// The FF-A device, which log lines name; `None` for a fake partition.
+    fn device(&self) -> Option<&kernel::device::Device>;
+
     /// Binds notification `id` from the partition to `sink`. `EOPNOTSUPP` without
     /// notification support.
     fn notify_request(&self, id: u8, sink: Arc<dyn EventSink>) -> Result;
@@ -68,6 +71,10 @@ impl FfaPartition {
 impl Partition for FfaPartition {
     fn direct(&self, regs: &mut [u8; DIRECT_SIZE]) -> Result {
         self.dev.direct_req2(regs)
+    }
+
+    fn device(&self) -> Option<&kernel::device::Device> {
+        Some(self.dev.as_dev())
     }
 
     fn ffa_version(&self) -> u32 {

@@ -234,6 +234,11 @@ impl ShmLink {
         )
     }
 
+    /// Returns the PCI device, for log lines that name the instance.
+    pub(crate) fn device(&self) -> &Device {
+        &self.parent
+    }
+
     /// Runs `f` on the shared region while the device is bound.
     fn with_shm<R>(&self, f: impl FnOnce(&Bar<'_>) -> Result<R>) -> Result<R> {
         let shm = self.shm.try_access().ok_or(ENODEV)?;
@@ -251,7 +256,7 @@ impl ShmLink {
     /// Marks the rings unusable, once, with a log line.
     fn fail(&self, why: &str) {
         if !self.broken.swap(true, Ordering::AcqRel) {
-            pr_err!("{why}; the bus instance stops\n");
+            dev_err!(self.parent, "{why}; the bus instance stops\n");
             // Requests waiting for responses fail now rather than at their timeouts.
             self.answered.notify_all();
         }
@@ -271,7 +276,7 @@ impl ShmLink {
     pub(crate) fn fail_liveness(&self, e: Error) {
         // A stopped instance fails its PINGs too; that says nothing new.
         if !self.detached.load(Ordering::Acquire) && !self.broken.load(Ordering::Acquire) {
-            pr_err!("device side missed a PING ({e:?})\n");
+            dev_err!(self.parent, "device side missed a PING ({e:?})\n");
             self.fail("device side not answering");
         }
     }
@@ -299,7 +304,7 @@ impl ShmLink {
         self.detached.store(false, Ordering::Release);
         self.ring_doorbell()?;
         self.wait_device_state(|s| s == region::DEVICE_READY)
-            .inspect_err(|_| pr_err!("device side not ready\n"))
+            .inspect_err(|_| dev_err!(self.parent, "device side not ready\n"))
     }
 
     /// Detaches from the device side and waits (bounded) for it to reset the rings.
@@ -339,7 +344,8 @@ impl ShmLink {
     pub(crate) fn log_stats(&self) {
         let s = &self.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        pr_info!(
+        dev_info!(
+            self.parent,
             "sent {} received {} ({} in IRQ, {} in thread, {} by poll, {} in work) dropped {} timeouts {} doorbells {} events blocked {} recoveries {}\n",
             get(&s.sent),
             s.received(),
@@ -623,7 +629,10 @@ impl ShmLink {
             .fetch_add(1, Ordering::Relaxed)
             < 10
         {
-            pr_warn!("device {dev_num}: {what} announced by the device side failed: {e:?}\n");
+            dev_warn!(
+                self.parent,
+                "device {dev_num}: {what} announced by the device side failed: {e:?}\n"
+            );
         }
     }
 

@@ -76,7 +76,10 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
         .min()
         .unwrap_or(u16::MAX);
     if our_max < u32::from(smallest) {
-        pr_err!("max_msg_size {our_max} is below the minimum message size {smallest}\n");
+        dev_err!(
+            link.device(),
+            "max_msg_size {our_max} is below the minimum message size {smallest}\n"
+        );
         return Err(EINVAL);
     }
     let mut reset_done = false;
@@ -89,7 +92,10 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
             features: 0,
         };
         let (status, terms) = version(link, proposal).inspect_err(|e| {
-            pr_err!("VERSION (revision {revision}) got no valid answer: {e:?}\n");
+            dev_err!(
+                link.device(),
+                "VERSION (revision {revision}) got no valid answer: {e:?}\n"
+            );
         })?;
         tried += 1;
         match status {
@@ -97,14 +103,18 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
                 let max = negotiate_max_msg_size(revision, our_max, terms.max_msg_size)
                     .filter(|m| u32::from(*m) == terms.max_msg_size);
                 let Some(max_msg_size) = max else {
-                    pr_err!(
+                    dev_err!(
+                        link.device(),
                         "device side accepted revision {revision} with max message size {}, outside what was proposed\n",
                         terms.max_msg_size
                     );
                     return Err(eproto());
                 };
                 if terms.revision != revision || terms.features & !proposal.features != 0 {
-                    pr_err!("device side accepted other terms than proposed\n");
+                    dev_err!(
+                        link.device(),
+                        "device side accepted other terms than proposed\n"
+                    );
                     return Err(eproto());
                 }
                 return Ok(Terms {
@@ -116,7 +126,10 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
             }
             VersionStatus::RevisionUnsupported => index += 1,
             VersionStatus::SizeUnsupported => {
-                pr_err!("device side refused max message size {our_max}\n");
+                dev_err!(
+                    link.device(),
+                    "device side refused max message size {our_max}\n"
+                );
                 return Err(EINVAL);
             }
             VersionStatus::AlreadyNegotiated if !reset_done => {
@@ -126,7 +139,8 @@ pub(crate) fn negotiate(link: &ShmLink, our_max: u32) -> Result<Terms> {
             VersionStatus::AlreadyNegotiated => return Err(eproto()),
         }
     }
-    pr_err!(
+    dev_err!(
+        link.device(),
         "device side accepted no revision (tried {tried}: {:?})\n",
         REVISIONS
     );

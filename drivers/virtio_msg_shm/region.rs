@@ -8,10 +8,12 @@
 //! indices this side owns are kept locally, never read back.
 
 use crate::vmsg::{
-    codec::shm_layout::{self, hdr, HeaderBytes, RegionLayout, RingLayout, MIN_MESSAGE},
+    codec::shm_layout::{
+        self, hdr, Field, HeaderBytes, HeaderError, RegionLayout, RingLayout, MIN_MESSAGE,
+    },
     errno::ebadmsg,
 };
-use kernel::{io::Io, pci::Bar, prelude::*, sync::barrier::smp_mb};
+use kernel::{device::Device, io::Io, pci::Bar, prelude::*, sync::barrier::smp_mb};
 
 pub(crate) use shm_layout::WINDOW_BUS_BASE;
 
@@ -36,17 +38,29 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    /// Reads and checks the header of a region of `len` bytes.
-    pub(crate) fn read(io: &Bar<'_>, len: usize) -> Result<Self> {
+    /// Reads and checks the header of a region of `len` bytes of PCI device `dev`.
+    ///
+    /// A region without virtio-msg's magic belongs to another user of ivshmem, which shares
+    /// the PCI id: ENODEV, so that the device stays free for its own driver.
+    pub(crate) fn read(dev: &Device, io: &Bar<'_>, len: usize) -> Result<Self> {
         // One read of each word: the checks and the values used are of the same header.
         let mut bytes: HeaderBytes = [0; shm_layout::HEADER_SIZE as usize];
         for (i, word) in bytes.chunks_exact_mut(4).enumerate() {
             word.copy_from_slice(&io.try_read32(4 * i)?.to_le_bytes());
         }
-        let layout = RegionLayout::parse(&bytes, len).map_err(|e| {
+        let layout = RegionLayout::parse(&bytes, len).map_err(|e| match e {
+            HeaderError::BadField {
+                field: Field::Magic,
+                value,
+            } => {
+                dev_info!(dev, "no virtio-msg region (magic {value:#x}): left alone\n");
+                ENODEV
+            }
             // The codec's message (core's `Display`, which `Arguments` carries to the log).
-            pr_err!("region header: {}\n", format_args!("{e}"));
-            EINVAL
+            e => {
+                dev_err!(dev, "region header: {}\n", format_args!("{e}"));
+                EINVAL
+            }
         })?;
         Ok(Self {
             slot_size: layout.slot_size,

@@ -66,7 +66,7 @@ impl ShmDriver {
             .into_devres()?;
         let shm = pdev.iomap_region(2, c"virtio_msg_shm/shm")?;
         let len = usize::try_from(pdev.resource_len(2)?).map_err(|_| EINVAL)?;
-        let layout = region::Layout::read(&shm, len)?;
+        let layout = region::Layout::read(pdev.as_ref(), &shm, len)?;
         let shm = shm.into_devres()?;
         let timeout = *module_parameters::request_timeout_ms.value();
         let budget = *module_parameters::rx_budget.value();

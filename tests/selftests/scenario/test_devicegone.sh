@@ -25,7 +25,7 @@ stuck() {
 	[ "$(acked)" = "$a" ]
 }
 
-missed_ping() { dmesg | grep -q 'virtio_msg_shm: device side missed a PING'; }
+missed_ping() { dmesg | grep -qE 'virtio_msg_shm [0-9a-f:.]+: device side missed a PING'; }
 
 notices() {
 	wait_for 60 stuck || { echo "# writes still acknowledged: $(acked)"; return 1; }

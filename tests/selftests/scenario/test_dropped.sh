@@ -8,7 +8,7 @@ ktap_print_header
 ktap_set_plan 1
 
 dropped() {
-	line=$(dmesg | grep -E 'virtio_msg_shm: sent [0-9]+ received [0-9]+ .*dropped [0-9]+' | tail -n 1)
+	line=$(dmesg | grep -E 'virtio_msg_shm [0-9a-f:.]+: sent [0-9]+ received [0-9]+ .*dropped [0-9]+' | tail -n 1)
 	[ -n "$line" ] || { echo "# no counters in the kernel log: was the instance removed?"; return 1; }
 	echo "# ${line#*] }"
 	n=$(echo "$line" | sed -n 's/.* dropped \([0-9]*\).*/\1/p')

@@ -162,7 +162,7 @@ pub struct Cli {
     /// Transport revisions VERSION accepts, comma separated, or `none` [default: 1].
     #[arg(long, value_name = "LIST")]
     pub accept_revisions: Option<String>,
-    /// Log level: off, error, warn, info, debug, trace [default: info].
+    /// Log level: off, error, warn, info, debug, trace [default: info]; RUST_LOG overrides it.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<LevelFilter>,
     /// Inject a fault: KIND[=N][:DEV]; repeatable.
@@ -217,7 +217,7 @@ pub struct ServerArgs {
     /// Peer id of the device side.
     #[arg(long, value_name = "ID", default_value_t = 0)]
     pub peer_id: u16,
-    /// Log level: off, error, warn, info, debug, trace.
+    /// Log level: off, error, warn, info, debug, trace; RUST_LOG overrides it.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: LevelFilter,
 }

@@ -11,6 +11,16 @@ use vmsg_device::cli::{self, Cli, Command, ServerArgs};
 use vmsg_device::server::Server;
 use vmsg_device::shm_server::ShmServer;
 
+/// Logs at `level`; `RUST_LOG`, when set, has the last word (env_logger's syntax: a level, or
+/// `module=level` directives such as `vmsg_device::server=trace`).
+fn init_logging(level: log::LevelFilter) {
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .format_timestamp_millis()
+        .init();
+}
+
 fn ivshmem_server(args: &ServerArgs) -> ExitCode {
     let config = match args.config() {
         Ok(c) => c,
@@ -19,10 +29,7 @@ fn ivshmem_server(args: &ServerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::new()
-        .filter_level(args.log_level)
-        .format_timestamp_millis()
-        .init();
+    init_logging(args.log_level);
     match ShmServer::new(&config).and_then(|mut server| server.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -44,10 +51,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::new()
-        .filter_level(config.log_level)
-        .format_timestamp_millis()
-        .init();
+    init_logging(config.log_level);
     match Server::new(&config).and_then(|mut server| server.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

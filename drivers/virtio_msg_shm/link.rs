@@ -291,6 +291,16 @@ impl ShmLink {
         if self.with_shm(region::driver_state)? != 0 {
             // A previous instance did not detach (a guest reboot, say): detach first.
             self.detach()?;
+        } else if self.with_shm(|io| region::detach_unanswered(io, &self.layout))? {
+            // The last detach found the device side down. The device side that comes back
+            // must see it before this attach, or it would take this attachment for the gone
+            // one and resume its virtqueues over memory the guest reuses.
+            dev_info!(
+                self.parent,
+                "the last detach is not answered yet; waiting for the device side\n"
+            );
+            self.wait_device_state(|s| s != region::DEVICE_READY)
+                .inspect_err(|_| dev_err!(self.parent, "device side not back\n"))?;
         }
         let (tx, rx) = self.with_shm(|io| {
             region::set_driver_state(io, 1)?;

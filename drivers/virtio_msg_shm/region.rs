@@ -87,6 +87,17 @@ pub(crate) fn set_driver_state(io: &Bar<'_>, state: u32) -> Result {
     io.try_write32(state, hdr::DRIVER_STATE)
 }
 
+/// Whether the region shows a detach that no device side answered: `driver_state` 0 and
+/// `device_state` 1 over rings that carried messages. A device side that answers a detach
+/// empties the rings and stores 0; one that just laid the region out has not used them.
+pub(crate) fn detach_unanswered(io: &Bar<'_>, layout: &Layout) -> Result<bool> {
+    if driver_state(io)? != 0 || device_state(io)? != DEVICE_READY {
+        return Ok(false);
+    }
+    Ok(io.try_read32(layout.to_device.base_producer())? != 0
+        || io.try_read32(layout.to_driver.base_producer())? != 0)
+}
+
 /// What a consumer found in its ring.
 pub(crate) enum Popped {
     /// Nothing.

@@ -16,6 +16,7 @@ mod codec_kunit;
 pub mod errno;
 pub mod ffi;
 pub mod gate;
+pub mod module_dir;
 // Generated code: which items are unused depends on the module crate that includes it, so
 // `allow` rather than `expect`.
 #[allow(

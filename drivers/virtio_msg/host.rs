@@ -6,12 +6,12 @@ use crate::{
     instance::Instance,
     vmsg::{
         bus_host::{ForeignLink, Host},
+        module_dir::InstanceDir,
         virtio::window::Window,
     },
 };
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
-    debugfs::Dir,
     device::Device,
     prelude::*,
     str::CString,
@@ -39,14 +39,13 @@ impl Host for BusHost {
         );
         // One debugfs directory per instance, named after the bus device, or numbered for an
         // instance without one (several may exist at once).
-        let name = match &parent {
-            Some(p) => CString::try_from_fmt(fmt!("virtio_msg-{}", p.name()))?,
+        let dir = match &parent {
+            Some(p) => InstanceDir::new(c"virtio_msg", p.name()),
             None => {
                 let n = UNNAMED_INSTANCES.fetch_add(1, Ordering::Relaxed);
-                CString::try_from_fmt(fmt!("virtio_msg-bus{n}"))?
+                InstanceDir::new(c"virtio_msg", &CString::try_from_fmt(fmt!("bus{n}"))?)
             }
         };
-        let dir = Dir::new(&name);
         KBox::pin_init(
             try_pin_init!(Self {
                 instance <- Instance::new(

@@ -8,6 +8,7 @@ use crate::{
     stats::{DeviceView, WindowView},
     vmsg::{
         codec::{transport::TransportMessage, Message},
+        module_dir::InstanceDir,
         sync::IrqSpinLock,
         virtio::{window::Window, Registration},
         window_memory::MIN_WINDOW_SIZE,
@@ -44,7 +45,7 @@ pub(crate) struct Instance<B: BusLink> {
     link: Arc<B>,
     /// The bus device: parent of the virtio devices, and what log lines name.
     parent: Option<ARef<Device>>,
-    dir: Dir,
+    dir: InstanceDir,
     window: SetOnce<InstanceWindow>,
     #[pin]
     slots: IrqSpinLock<KVec<Arc<Slot<B>>>>,
@@ -67,7 +68,7 @@ impl<B: BusLink> Instance<B> {
     pub(crate) fn new(
         link: Arc<B>,
         parent: Option<ARef<Device>>,
-        dir: Dir,
+        dir: InstanceDir,
         max_devices: u32,
     ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {

@@ -29,7 +29,7 @@ type TestInstance = Pin<KBox<Instance<FakeBus>>>;
 /// A fake bus and an instance on it that may have `max_devices` devices.
 fn instance_with(max_devices: u32) -> Result<(Arc<FakeBus>, TestInstance)> {
     let bus = Arc::pin_init(FakeBus::new(264, UNBOUND_DEVICE_ID), GFP_KERNEL)?;
-    let dir = kernel::debugfs::Dir::new(c"virtio_msg-test");
+    let dir = crate::vmsg::module_dir::InstanceDir::new(c"virtio_msg", c"test");
     let instance = KBox::pin_init(
         Instance::new(bus.clone(), None, dir, max_devices),
         GFP_KERNEL,

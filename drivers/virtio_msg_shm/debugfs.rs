@@ -1,33 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! debugfs: `virtio_msg_shm-<pci device>/stats` (the instance's counters) and `rx_budget`
+//! debugfs: `virtio_msg_shm/<pci device>/stats` (the instance's counters) and `rx_budget`
 //! (the module parameter of the same name, per instance and writable, so that the receive
 //! path can be compared both ways on one running device).
 
-use crate::link::ShmLink;
+use crate::{link::ShmLink, vmsg::module_dir::InstanceDir};
 use core::{fmt, sync::atomic::Ordering};
-use kernel::{
-    debugfs::{Dir, File},
-    prelude::*,
-    str::CString,
-    sync::Arc,
-    uaccess::UserSliceReader,
-};
+use kernel::{debugfs::File, prelude::*, sync::Arc, uaccess::UserSliceReader};
 
 /// The debugfs files of one bus instance; removed when dropped.
 pub(crate) struct ShmDebugfs {
     _stats: Pin<KBox<File<Arc<ShmLink>>>>,
     _rx_budget: Pin<KBox<File<Arc<ShmLink>>>>,
-    _dir: Dir,
+    _dir: InstanceDir,
 }
 
 impl ShmDebugfs {
-    /// Creates `virtio_msg_shm-<device>/` for the instance `link` of PCI device `device`.
+    /// Creates `virtio_msg_shm/<device>/` for the instance `link` of PCI device `device`.
     pub(crate) fn new(device: &kernel::device::Device, link: &Arc<ShmLink>) -> Result<Self> {
-        let dir = Dir::new(&CString::try_from_fmt(fmt!(
-            "virtio_msg_shm-{}",
-            device.name()
-        ))?);
+        let dir = InstanceDir::new(c"virtio_msg_shm", device.name());
         let stats = KBox::pin_init(
             dir.read_callback_file(c"stats", link.clone(), &write_stats),
             GFP_KERNEL,

@@ -57,7 +57,7 @@ ios() { awk '{ print $1 + $5 }' "/sys/block/$1/stat"; }
 # byte counts of that instance's window if it has one, as "name=value ...".
 msg_counters() {
 	n=0
-	for f in /sys/kernel/debug/virtio_msg-"$1"/dev*/stats; do
+	for f in /sys/kernel/debug/virtio_msg/"$1"/dev*/stats; do
 		[ -r "$f" ] || continue
 		grep -q '^device_id: 2$' "$f" || continue
 		n=$((n + 1))
@@ -65,7 +65,7 @@ msg_counters() {
 		sed -n 's/^\(requests\|responses\|events_sent\|events_received\|timeouts\): \([0-9]*\)$/\1=\2/p' "$f" | tr '\n' ' '
 		break
 	done
-	f=/sys/kernel/debug/virtio_msg-$1/window
+	f=/sys/kernel/debug/virtio_msg/$1/window
 	[ -r "$f" ] && sed -n 's/^\(full_refusals\|bounced_to_device\|bounced_from_device\): \([0-9]*\)$/\1=\2/p' "$f" | tr '\n' ' '
 }
 
@@ -182,7 +182,7 @@ done
 
 # virtio_msg_shm's rx_budget as loaded (its default), read once; use_transport
 # sets the budget the transport about to be measured needs (msgthr: 0).
-budget_files=$(ls /sys/kernel/debug/virtio_msg_shm-*/rx_budget 2>/dev/null)
+budget_files=$(ls /sys/kernel/debug/virtio_msg_shm/*/rx_budget 2>/dev/null)
 default_budget=$(cat $budget_files 2>/dev/null | head -n 1)
 use_transport() {
 	case $1 in
@@ -308,7 +308,7 @@ done
 # be 0 (a refused mapping is an I/O error or a retry, not a measurement).
 case " $transports " in
 *" msgwin "*)
-	f=/sys/kernel/debug/virtio_msg-$parent_msgwin/window
+	f=/sys/kernel/debug/virtio_msg/$parent_msgwin/window
 	if [ -r "$f" ]; then
 		say "window transport=msgwin instance=$parent_msgwin $(sed -n 's/^\([a-z_]*\): \([0-9a-fx]*\)$/\1=\2/p' "$f" | tr '\n' ' ')"
 	else

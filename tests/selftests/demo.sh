@@ -39,6 +39,6 @@ echo "sent: $msg"
 echo "got:  $(cat /tmp/echo)"
 
 step "transport statistics (debugfs)"
-for f in /sys/kernel/debug/virtio_msg-*/dev*/stats; do
+for f in /sys/kernel/debug/virtio_msg/*/dev*/stats; do
 	echo "$f: $(tr '\n' ' ' <"$f")"
 done

@@ -16,7 +16,7 @@ kind_driver() { echo "virtio_$1"; }
 
 # The debugfs stats files of the virtio-msg devices with virtio id $1 (all if empty).
 stats_files() {
-	for f in /sys/kernel/debug/virtio_msg-*/dev*/stats; do
+	for f in /sys/kernel/debug/virtio_msg/*/dev*/stats; do
 		[ -r "$f" ] || continue
 		[ -z "$1" ] || grep -qx "device_id: $1" "$f" && echo "$f"
 	done
@@ -29,7 +29,7 @@ no_devices() {
 
 # No bus instance is registered with virtio_msg: it has no debugfs directory.
 no_instance() {
-	set -- /sys/kernel/debug/virtio_msg-*
+	set -- /sys/kernel/debug/virtio_msg/*
 	[ ! -e "$1" ] || { echo "# debugfs: $*"; return 1; }
 }
 

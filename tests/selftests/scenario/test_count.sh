@@ -22,8 +22,8 @@ distinct_ids() {
 }
 
 one_debugfs_dir_each() {
-	n=$(ls -d /sys/kernel/debug/virtio_msg-*/dev* 2>/dev/null | wc -l)
-	[ "$n" = "$1" ] || { echo "# $n debugfs device directories: $(ls -d /sys/kernel/debug/virtio_msg-*/dev* 2>/dev/null)"; return 1; }
+	n=$(ls -d /sys/kernel/debug/virtio_msg/*/dev* 2>/dev/null | wc -l)
+	[ "$n" = "$1" ] || { echo "# $n debugfs device directories: $(ls -d /sys/kernel/debug/virtio_msg/*/dev* 2>/dev/null)"; return 1; }
 }
 
 ids_and_dirs() { distinct_ids && one_debugfs_dir_each "$1"; }

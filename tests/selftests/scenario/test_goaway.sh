@@ -9,7 +9,7 @@
 ktap_print_header
 ktap_set_plan 4
 
-shm_stats() { ls /sys/kernel/debug/virtio_msg_shm-*/stats 2>/dev/null | head -n 1; }
+shm_stats() { ls /sys/kernel/debug/virtio_msg_shm/*/stats 2>/dev/null | head -n 1; }
 detached() { [ "$(stat_of "$(shm_stats)" detached)" = true ]; }
 gone_and_detached() { no_devices >/dev/null && detached; }
 

@@ -10,7 +10,7 @@ kinds=$(echo "$1" | tr , ' ')
 ktap_print_header
 ktap_set_plan $((1 + $(echo $kinds | wc -w)))
 
-shm_stats() { ls /sys/kernel/debug/virtio_msg_shm-*/stats 2>/dev/null | head -n 1; }
+shm_stats() { ls /sys/kernel/debug/virtio_msg_shm/*/stats 2>/dev/null | head -n 1; }
 
 running_again() {
 	f=$(shm_stats) || return 1

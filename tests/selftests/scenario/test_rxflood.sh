@@ -16,7 +16,7 @@ ktap_print_header
 ktap_set_plan 5
 flood_s=6 total_s=16 counts=/tmp/rxflood.counts
 
-shm_stats() { ls /sys/kernel/debug/virtio_msg_shm-*/stats 2>/dev/null | head -n 1; }
+shm_stats() { ls /sys/kernel/debug/virtio_msg_shm/*/stats 2>/dev/null | head -n 1; }
 # CPU time (utime + stime, in ticks) of the bus's interrupt thread, found by
 # bus_irq: read by the shell, as forks take seconds in this guest.
 irq_thread_ticks() {

@@ -10,7 +10,7 @@ ktap_print_header
 ktap_set_plan 6
 base=512 per=16 writers=2
 
-shm_stats() { ls /sys/kernel/debug/virtio_msg_shm-*/stats 2>/dev/null | head -n 1; }
+shm_stats() { ls /sys/kernel/debug/virtio_msg_shm/*/stats 2>/dev/null | head -n 1; }
 disk_stats() { stats_files 2; }
 
 # The disk the host added (vmsg-host add blk): the virtio-blk disk other than $1.
@@ -92,7 +92,7 @@ in_service() {
 	sleep 50
 	[ -e /tmp/w.stop ] && exit 0
 	echo "# stallwrite: still running after 50 s"
-	for f in /sys/kernel/debug/virtio_msg*/stats /sys/kernel/debug/virtio_msg*/dev*/stats; do
+	for f in /sys/kernel/debug/virtio_msg*/*/stats /sys/kernel/debug/virtio_msg*/*/dev*/stats; do
 		echo "# $f: $(tr '\n' ' ' <"$f")"
 	done
 	for p in /proc/[0-9]*; do

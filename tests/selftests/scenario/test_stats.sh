@@ -8,7 +8,7 @@ field=${1%%=*} value=${1#*=}
 
 have_stats() {
 	n=$(stats_files | wc -l)
-	[ "$n" -gt 0 ] || { echo "# no /sys/kernel/debug/virtio_msg-*/dev*/stats"; return 1; }
+	[ "$n" -gt 0 ] || { echo "# no /sys/kernel/debug/virtio_msg/*/dev*/stats"; return 1; }
 }
 
 all_show() {

@@ -61,7 +61,7 @@ probing() {
 	[ $(($(cat "$d/status" 2>/dev/null || echo 4) & 4)) = 0 ]
 }
 
-shm_stats() { ls /sys/kernel/debug/virtio_msg_shm-*/stats 2>/dev/null | head -n 1; }
+shm_stats() { ls /sys/kernel/debug/virtio_msg_shm/*/stats 2>/dev/null | head -n 1; }
 retrying() { dmesg | grep -q 'virtio_msg_shm .*: recovery failed'; }
 deferring() { [ "$(stat_of "$(shm_stats)" rx_deferred)" -gt "$deferred" ]; }
 

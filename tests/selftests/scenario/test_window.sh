@@ -6,7 +6,7 @@
 . ./lib.sh
 ktap_print_header
 ktap_set_plan 4
-file=$(ls /sys/kernel/debug/virtio_msg-*/window 2>/dev/null | head -1)
+file=$(ls /sys/kernel/debug/virtio_msg/*/window 2>/dev/null | head -1)
 field() { sed -n "s/^$1: //p" "$file"; }
 
 check "the instance has a debugfs window file" test -n "$file"

@@ -160,6 +160,9 @@ def main():
         ]
         for module, options, extra, subject, body in buses:
             copy(TOP, tracked(f"drivers/{module}") + extra, dest)
+            if module == "virtio_msg_shm":
+                # kunit.py's --kunitconfig: the suites of the transport and this bus.
+                write(repo, f"{DEST}/.kunitconfig", open(os.path.join(TOP, "drivers/.kunitconfig")).read())
             kconfig += "\n" + "\n".join(kconfig_entries(options))
             write(repo, f"{DEST}/Kconfig", kconfig)
             drivers_kbuild += f"obj-$(CONFIG_{options[0]}) += {module}/\n"
